@@ -654,3 +654,964 @@ fn forget(peers: &mut BTreeMap<PeerId, Peer>, prefix: IpNet, path: RibPath) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn hop(gateway: &str) -> NextHop {
+        NextHop {
+            gateway: gateway.parse().unwrap(),
+            ifindex: Some(7),
+        }
+    }
+
+    fn peer(id: PeerId, address: &str, router_id: &str, ebgp: bool) -> PeerInfo {
+        PeerInfo {
+            id,
+            address: address.parse().unwrap(),
+            router_id: router_id.parse().unwrap(),
+            ebgp,
+        }
+    }
+
+    /// An iBGP Cilium node whose router id and address both grow with `id`.
+    fn node(id: PeerId) -> PeerInfo {
+        peer(
+            id,
+            &format!("192.0.2.{id}"),
+            &format!("198.51.100.{id}"),
+            false,
+        )
+    }
+
+    fn path(gateway: &str, attrs: PathAttrs) -> Path {
+        Path {
+            next_hop: hop(gateway),
+            attrs: Arc::new(attrs),
+        }
+    }
+
+    /// What a Cilium node sends over iBGP, via `gateway`.
+    fn cilium(gateway: &str) -> Path {
+        path(gateway, PathAttrs::default())
+    }
+
+    fn change(prefix: &str, gateways: &[&str]) -> FibChange {
+        FibChange {
+            prefix: net(prefix),
+            next_hops: gateways.iter().map(|g| hop(g)).collect(),
+        }
+    }
+
+    fn hops(gateways: &[&str]) -> Vec<NextHop> {
+        gateways.iter().map(|g| hop(g)).collect()
+    }
+
+    /// The best path's next hop for one prefix announced by `candidates` (multipath off),
+    /// checked to be the same for every arrival order.
+    fn winner(candidates: &[(PeerInfo, Path)]) -> NextHop {
+        let n = candidates.len();
+        let mut winners = Vec::new();
+        // Rotations and their reversals: every order for up to three candidates.
+        for rotation in 0..n {
+            for reversed in [false, true] {
+                let mut order: Vec<usize> = (0..n).map(|i| (i + rotation) % n).collect();
+                if reversed {
+                    order.reverse();
+                }
+                let mut rib = Rib::new(false);
+                for &i in &order {
+                    rib.add_peer(candidates[i].0);
+                    rib.announce(
+                        candidates[i].0.id,
+                        net("10.0.0.0/24"),
+                        candidates[i].1.clone(),
+                    );
+                }
+                let best = rib.best(&net("10.0.0.0/24")).unwrap();
+                assert_eq!(best.len(), 1);
+                winners.push(best[0]);
+            }
+        }
+        assert!(
+            winners.iter().all(|w| *w == winners[0]),
+            "arrival order changed the best path: {winners:?}"
+        );
+        winners[0]
+    }
+
+    // The decision process, one step at a time. In each test the path that should win
+    // loses every later step, so the step under test is the one deciding.
+
+    #[test]
+    fn higher_local_pref_wins_before_every_other_step() {
+        let worse_later = PathAttrs {
+            local_pref: 200,
+            as_path_len: 3,
+            neighbor_as: Some(65001),
+            origin: 2,
+            med: 100,
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", true),
+                path("192.0.2.1", PathAttrs::default()),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", false),
+                path("192.0.2.2", worse_later),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn shorter_as_path_wins_when_local_pref_ties() {
+        let long = PathAttrs {
+            as_path_len: 2,
+            neighbor_as: Some(65001),
+            ..PathAttrs::default()
+        };
+        let short = PathAttrs {
+            as_path_len: 1,
+            neighbor_as: Some(65001),
+            origin: 2,
+            med: 100,
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", true),
+                path("192.0.2.1", long),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", false),
+                path("192.0.2.2", short),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn lower_origin_wins_when_as_path_length_ties() {
+        let incomplete = PathAttrs {
+            origin: 2,
+            ..PathAttrs::default()
+        };
+        let egp = PathAttrs {
+            origin: 1,
+            med: 100,
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", true),
+                path("192.0.2.1", incomplete),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", false),
+                path("192.0.2.2", egp),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn lower_med_wins_among_paths_from_the_same_neighbor_as() {
+        let med = |med| PathAttrs {
+            as_path_len: 1,
+            neighbor_as: Some(65001),
+            med,
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", true),
+                path("192.0.2.1", med(10)),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", false),
+                path("192.0.2.2", med(5)),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn med_is_not_compared_between_different_neighbor_as() {
+        let from = |asn, med| PathAttrs {
+            as_path_len: 1,
+            neighbor_as: Some(asn),
+            med,
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", true),
+                path("192.0.2.1", from(65001, 10)),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", true),
+                path("192.0.2.2", from(65002, 5)),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.1"), "the router id decides, not MED");
+    }
+
+    #[test]
+    fn paths_with_an_empty_as_path_compare_med_as_from_the_local_as() {
+        let med = |med| PathAttrs {
+            med,
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (node(1), path("192.0.2.1", med(10))),
+            (node(2), path("192.0.2.2", med(5))),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn ebgp_wins_over_ibgp_when_med_ties() {
+        let attrs = PathAttrs {
+            as_path_len: 1,
+            neighbor_as: Some(65001),
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", false),
+                path("192.0.2.1", attrs.clone()),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", true),
+                path("192.0.2.2", attrs),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn lowest_router_id_wins_when_the_kind_ties() {
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.9", false),
+                cilium("192.0.2.1"),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", false),
+                cilium("192.0.2.2"),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn lowest_peer_address_breaks_a_router_id_tie() {
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.9", "198.51.100.1", false),
+                cilium("192.0.2.9"),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.1", false),
+                cilium("192.0.2.2"),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn the_best_path_does_not_depend_on_arrival_order_when_med_comparisons_cycle() {
+        // Pairwise, a beats b (router id), b beats c (router id), c beats a (MED, same AS):
+        // compared one pair at a time the result would depend on the order. RFC 4271's
+        // elimination drops a on MED first, then b wins on router id.
+        let from = |asn, med| PathAttrs {
+            as_path_len: 1,
+            neighbor_as: Some(asn),
+            med,
+            ..PathAttrs::default()
+        };
+        let best = winner(&[
+            (
+                peer(1, "192.0.2.1", "198.51.100.1", true),
+                path("192.0.2.1", from(65001, 20)),
+            ),
+            (
+                peer(2, "192.0.2.2", "198.51.100.2", true),
+                path("192.0.2.2", from(65002, 10)),
+            ),
+            (
+                peer(3, "192.0.2.3", "198.51.100.3", true),
+                path("192.0.2.3", from(65001, 10)),
+            ),
+        ]);
+        assert_eq!(best, hop("192.0.2.2"));
+    }
+
+    #[test]
+    fn stale_paths_compete_as_equals_with_fresh_ones() {
+        let mut rib = Rib::new(false);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.announce(1, net("10.0.0.0/24"), cilium("192.0.2.1"));
+        rib.mark_stale(1);
+        assert_eq!(
+            rib.announce(2, net("10.0.0.0/24"), cilium("192.0.2.2")),
+            None
+        );
+        assert_eq!(
+            rib.best(&net("10.0.0.0/24")),
+            Some(&hops(&["192.0.2.1"])[..])
+        );
+    }
+
+    // ECMP.
+
+    #[test]
+    fn nodes_announcing_a_host_route_give_one_next_hop_each_as_they_come_and_go() {
+        for (prefix, [a, b, c]) in [
+            ("198.51.100.80/32", ["192.0.2.1", "192.0.2.2", "192.0.2.3"]),
+            (
+                "2001:db8:ff::80/128",
+                ["2001:db8::1", "2001:db8::2", "2001:db8::3"],
+            ),
+        ] {
+            let mut rib = Rib::new(true);
+            for (id, address) in [(1, a), (2, b), (3, c)] {
+                rib.add_peer(peer(id, address, &format!("198.51.100.{id}"), false));
+            }
+            let p = net(prefix);
+            assert_eq!(rib.announce(1, p, cilium(a)), Some(change(prefix, &[a])));
+            assert_eq!(rib.announce(2, p, cilium(b)), Some(change(prefix, &[a, b])));
+            assert_eq!(rib.withdraw(2, p), Some(change(prefix, &[a])));
+            assert_eq!(rib.announce(3, p, cilium(c)), Some(change(prefix, &[a, c])));
+            assert_eq!(
+                rib.announce(2, p, cilium(b)),
+                Some(change(prefix, &[a, b, c]))
+            );
+            assert_eq!(rib.best(&p), Some(&hops(&[a, b, c])[..]));
+        }
+    }
+
+    #[test]
+    fn origin_and_med_differences_do_not_break_ecmp() {
+        let p = net("198.51.100.80/32");
+        let incomplete = PathAttrs {
+            origin: 2,
+            med: 50,
+            ..PathAttrs::default()
+        };
+        for multipath in [true, false] {
+            let mut rib = Rib::new(multipath);
+            rib.add_peer(node(1));
+            rib.add_peer(node(2));
+            rib.announce(1, p, path("192.0.2.1", incomplete.clone()));
+            rib.announce(2, p, cilium("192.0.2.2"));
+            let expected = if multipath {
+                hops(&["192.0.2.1", "192.0.2.2"])
+            } else {
+                hops(&["192.0.2.2"])
+            };
+            assert_eq!(rib.best(&p), Some(&expected[..]), "multipath {multipath}");
+        }
+    }
+
+    #[test]
+    fn local_pref_as_path_length_or_kind_differences_leave_a_path_out_of_ecmp() {
+        let p = net("10.0.0.0/24");
+        let base = PathAttrs {
+            as_path_len: 1,
+            neighbor_as: Some(65001),
+            ..PathAttrs::default()
+        };
+        let lower_pref = PathAttrs {
+            local_pref: 50,
+            ..base.clone()
+        };
+        let longer = PathAttrs {
+            as_path_len: 2,
+            ..base.clone()
+        };
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.add_peer(node(3));
+        rib.add_peer(peer(4, "192.0.2.4", "198.51.100.4", true));
+        rib.announce(1, p, path("192.0.2.1", base.clone()));
+        assert_eq!(rib.announce(2, p, path("192.0.2.2", lower_pref)), None);
+        assert_eq!(rib.announce(3, p, path("192.0.2.3", longer)), None);
+        assert_eq!(
+            rib.announce(4, p, path("192.0.2.4", base)),
+            Some(change("10.0.0.0/24", &["192.0.2.4"])),
+            "the eBGP path wins and the iBGP one is not its equal"
+        );
+    }
+
+    #[test]
+    fn peers_with_the_same_next_hop_give_one_next_hop() {
+        let p = net("198.51.100.80/32");
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.add_peer(node(3));
+        rib.announce(1, p, cilium("fe80::1"));
+        assert_eq!(rib.announce(2, p, cilium("fe80::1")), None);
+        assert_eq!(rib.best(&p), Some(&hops(&["fe80::1"])[..]));
+        let other_link = Path {
+            next_hop: NextHop {
+                gateway: "fe80::1".parse().unwrap(),
+                ifindex: Some(8),
+            },
+            attrs: Arc::new(PathAttrs::default()),
+        };
+        let change = rib.announce(3, p, other_link.clone()).unwrap();
+        assert_eq!(change.next_hops, vec![hop("fe80::1"), other_link.next_hop]);
+    }
+
+    #[test]
+    fn multipath_off_installs_only_the_best_next_hop() {
+        let p = net("198.51.100.80/32");
+        let mut rib = Rib::new(false);
+        for id in [3, 1, 2] {
+            rib.add_peer(node(id));
+        }
+        assert_eq!(
+            rib.announce(3, p, cilium("192.0.2.3")),
+            Some(change("198.51.100.80/32", &["192.0.2.3"]))
+        );
+        assert_eq!(
+            rib.announce(1, p, cilium("192.0.2.1")),
+            Some(change("198.51.100.80/32", &["192.0.2.1"]))
+        );
+        assert_eq!(rib.announce(2, p, cilium("192.0.2.2")), None);
+        assert_eq!(
+            rib.withdraw(1, p),
+            Some(change("198.51.100.80/32", &["192.0.2.2"]))
+        );
+    }
+
+    #[test]
+    fn toggling_multipath_changes_only_prefixes_with_several_paths() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        for prefix in ["198.51.100.80/32", "2001:db8:ff::80/128"] {
+            rib.announce(1, net(prefix), cilium("192.0.2.1"));
+            rib.announce(2, net(prefix), cilium("192.0.2.2"));
+        }
+        rib.announce(2, net("10.0.2.0/24"), cilium("192.0.2.2"));
+        assert_eq!(
+            rib.set_multipath(false),
+            vec![
+                change("198.51.100.80/32", &["192.0.2.1"]),
+                change("2001:db8:ff::80/128", &["192.0.2.1"]),
+            ]
+        );
+        assert_eq!(rib.set_multipath(false), vec![]);
+        assert_eq!(
+            rib.set_multipath(true),
+            vec![
+                change("198.51.100.80/32", &["192.0.2.1", "192.0.2.2"]),
+                change("2001:db8:ff::80/128", &["192.0.2.1", "192.0.2.2"]),
+            ]
+        );
+        assert_eq!(
+            rib.best(&net("10.0.2.0/24")),
+            Some(&hops(&["192.0.2.2"])[..])
+        );
+    }
+
+    // Incremental output.
+
+    #[test]
+    fn re_announcing_the_same_path_changes_nothing() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        let p = net("10.0.1.0/24");
+        assert!(rib.announce(1, p, cilium("192.0.2.1")).is_some());
+        assert_eq!(rib.announce(1, p, cilium("192.0.2.1")), None);
+        let same_next_hop_other_med = path(
+            "192.0.2.1",
+            PathAttrs {
+                med: 7,
+                ..PathAttrs::default()
+            },
+        );
+        assert_eq!(rib.announce(1, p, same_next_hop_other_med), None);
+        assert_eq!(rib.peer_counts(1).received, 1);
+    }
+
+    #[test]
+    fn a_path_that_loses_the_decision_changes_nothing() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        let p = net("10.0.1.0/24");
+        rib.announce(1, p, cilium("192.0.2.1"));
+        let lower_pref = PathAttrs {
+            local_pref: 50,
+            ..PathAttrs::default()
+        };
+        assert_eq!(rib.announce(2, p, path("192.0.2.2", lower_pref)), None);
+        assert_eq!(rib.withdraw(2, p), None);
+        assert_eq!(rib.best(&p), Some(&hops(&["192.0.2.1"])[..]));
+    }
+
+    #[test]
+    fn withdrawing_what_was_never_announced_changes_nothing() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        assert_eq!(rib.withdraw(1, net("10.0.9.0/24")), None);
+        assert_eq!(rib.withdraw(2, net("10.0.1.0/24")), None);
+        assert_eq!(rib.withdraw(9, net("10.0.1.0/24")), None);
+        assert_eq!(rib.len(), 1);
+    }
+
+    #[test]
+    fn withdrawing_the_last_path_removes_the_route() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        assert_eq!(
+            rib.withdraw(1, net("10.0.1.0/24")),
+            Some(change("10.0.1.0/24", &[]))
+        );
+        assert_eq!(rib.best(&net("10.0.1.0/24")), None);
+        assert!(rib.is_empty());
+        assert_eq!(rib.installed().count(), 0);
+    }
+
+    #[test]
+    fn a_new_announcement_replaces_the_peers_previous_path() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        assert_eq!(
+            rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.101")),
+            Some(change("10.0.1.0/24", &["192.0.2.101"]))
+        );
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn announcements_from_a_peer_that_was_not_added_are_ignored() {
+        let mut rib = Rib::new(true);
+        assert_eq!(
+            rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1")),
+            None
+        );
+        assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn prefixes_are_kept_without_host_bits() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        assert_eq!(
+            rib.announce(1, net("10.0.1.7/24"), cilium("192.0.2.1")),
+            Some(change("10.0.1.0/24", &["192.0.2.1"]))
+        );
+        assert!(rib.best(&net("10.0.1.0/24")).is_some());
+        assert_eq!(
+            rib.withdraw(1, net("10.0.1.9/24")),
+            Some(change("10.0.1.0/24", &[]))
+        );
+    }
+
+    #[test]
+    fn installed_lists_the_desired_fib() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.announce(2, net("10.0.1.0/24"), cilium("192.0.2.2"));
+        rib.announce(2, net("2001:db8:2::/64"), cilium("2001:db8::2"));
+        let mut fib: Vec<(IpNet, Vec<NextHop>)> =
+            rib.installed().map(|(p, h)| (*p, h.to_vec())).collect();
+        fib.sort();
+        assert_eq!(
+            fib,
+            vec![
+                (net("10.0.1.0/24"), hops(&["192.0.2.1", "192.0.2.2"])),
+                (net("2001:db8:2::/64"), hops(&["2001:db8::2"])),
+            ]
+        );
+    }
+
+    // Sessions going away.
+
+    #[test]
+    fn removing_a_peer_removes_its_paths_and_falls_back_to_the_others() {
+        let mut rib = Rib::new(false);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.announce(2, net("10.0.1.0/24"), cilium("192.0.2.2"));
+        rib.announce(1, net("2001:db8:1::/64"), cilium("2001:db8::1"));
+        rib.announce(2, net("10.0.2.0/24"), cilium("192.0.2.2"));
+        assert_eq!(
+            rib.remove_peer(1),
+            vec![
+                change("10.0.1.0/24", &["192.0.2.2"]),
+                change("2001:db8:1::/64", &[]),
+            ]
+        );
+        assert_eq!(rib.len(), 2);
+        assert_eq!(rib.peer_counts(1), PeerCounts::default());
+        assert_eq!(
+            rib.peer_counts(2),
+            PeerCounts {
+                received: 2,
+                installed: 2
+            }
+        );
+        assert_eq!(rib.remove_peer(1), vec![]);
+    }
+
+    #[test]
+    fn a_removed_peer_id_starts_from_nothing_when_added_again() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.remove_peer(1);
+        assert_eq!(
+            rib.announce(1, net("10.0.2.0/24"), cilium("192.0.2.1")),
+            None
+        );
+        assert_eq!(rib.add_peer(node(1)), vec![]);
+        assert_eq!(rib.withdraw(1, net("10.0.1.0/24")), None);
+        assert!(
+            rib.announce(1, net("10.0.2.0/24"), cilium("192.0.2.1"))
+                .is_some()
+        );
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
+        );
+    }
+
+    // Graceful restart.
+
+    fn restarting_rib() -> Rib {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.announce(1, net("10.0.2.0/24"), cilium("192.0.2.1"));
+        rib.announce(1, net("2001:db8:1::/64"), cilium("2001:db8::1"));
+        rib.announce(1, net("2001:db8:2::/64"), cilium("2001:db8::1"));
+        rib.mark_stale(1);
+        rib
+    }
+
+    #[test]
+    fn stale_paths_stay_installed_until_swept() {
+        let mut rib = restarting_rib();
+        assert_eq!(rib.len(), 4);
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 4,
+                installed: 4
+            }
+        );
+        assert_eq!(
+            rib.best(&net("10.0.1.0/24")),
+            Some(&hops(&["192.0.2.1"])[..])
+        );
+        assert_eq!(
+            rib.sweep_stale(1, None),
+            vec![
+                change("10.0.1.0/24", &[]),
+                change("10.0.2.0/24", &[]),
+                change("2001:db8:1::/64", &[]),
+                change("2001:db8:2::/64", &[]),
+            ]
+        );
+        assert!(rib.is_empty());
+        assert_eq!(rib.peer_counts(1), PeerCounts::default());
+    }
+
+    #[test]
+    fn end_of_rib_sweeps_only_its_family() {
+        let mut rib = restarting_rib();
+        assert_eq!(
+            rib.sweep_stale(1, Some(Afi::Ipv4)),
+            vec![change("10.0.1.0/24", &[]), change("10.0.2.0/24", &[])]
+        );
+        assert_eq!(rib.len(), 2);
+        assert_eq!(
+            rib.sweep_stale(1, Some(Afi::Ipv6)),
+            vec![
+                change("2001:db8:1::/64", &[]),
+                change("2001:db8:2::/64", &[])
+            ]
+        );
+        assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn re_announced_paths_survive_the_sweep() {
+        let mut rib = restarting_rib();
+        assert_eq!(rib.add_peer(node(1)), vec![]);
+        assert_eq!(
+            rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1")),
+            None
+        );
+        assert_eq!(
+            rib.announce(1, net("2001:db8:2::/64"), cilium("2001:db8::101")),
+            Some(change("2001:db8:2::/64", &["2001:db8::101"]))
+        );
+        assert_eq!(
+            rib.sweep_stale(1, None),
+            vec![change("10.0.2.0/24", &[]), change("2001:db8:1::/64", &[])]
+        );
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 2,
+                installed: 2
+            }
+        );
+        assert_eq!(rib.sweep_stale(1, None), vec![]);
+    }
+
+    #[test]
+    fn sweeping_a_peer_without_stale_paths_changes_nothing() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        assert_eq!(rib.sweep_stale(1, None), vec![]);
+        assert_eq!(rib.sweep_stale(9, None), vec![]);
+        assert_eq!(rib.len(), 1);
+    }
+
+    #[test]
+    fn marking_stale_twice_marks_each_path_once() {
+        let mut rib = restarting_rib();
+        rib.mark_stale(1);
+        assert_eq!(rib.peers[&1].stale, [2, 2]);
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.withdraw(1, net("2001:db8:1::/64"));
+        assert_eq!(rib.peers[&1].stale, [1, 1]);
+        assert_eq!(rib.sweep_stale(1, None).len(), 2);
+        assert_eq!(rib.peers[&1].stale, [0, 0]);
+    }
+
+    #[test]
+    fn a_returning_peer_with_another_router_id_is_decided_again() {
+        let mut rib = Rib::new(false);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.announce(2, net("10.0.1.0/24"), cilium("192.0.2.2"));
+        rib.announce(1, net("10.0.3.0/24"), cilium("192.0.2.1"));
+        rib.mark_stale(1);
+        let higher_router_id = peer(1, "192.0.2.1", "198.51.100.9", false);
+        assert_eq!(
+            rib.add_peer(higher_router_id),
+            vec![change("10.0.1.0/24", &["192.0.2.2"])]
+        );
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 2,
+                installed: 1
+            }
+        );
+    }
+
+    // Counts.
+
+    #[test]
+    fn peer_counts_follow_received_and_selected_paths() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        rib.add_peer(node(3));
+        rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
+        rib.announce(2, net("10.0.1.0/24"), cilium("192.0.2.2"));
+        rib.announce(3, net("10.0.1.0/24"), cilium("192.0.2.2"));
+        rib.announce(1, net("10.0.2.0/24"), cilium("192.0.2.1"));
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 2,
+                installed: 2
+            }
+        );
+        assert_eq!(
+            rib.peer_counts(2),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
+        );
+        assert_eq!(
+            rib.peer_counts(3),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
+        );
+        rib.set_multipath(false);
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 2,
+                installed: 2
+            }
+        );
+        assert_eq!(
+            rib.peer_counts(2),
+            PeerCounts {
+                received: 1,
+                installed: 0
+            }
+        );
+        rib.withdraw(1, net("10.0.1.0/24"));
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
+        );
+        assert_eq!(
+            rib.peer_counts(2),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
+        );
+        assert_eq!(
+            rib.peer_counts(3),
+            PeerCounts {
+                received: 1,
+                installed: 0
+            }
+        );
+        assert_eq!(rib.peer_counts(9), PeerCounts::default());
+    }
+
+    // Sharing.
+
+    #[test]
+    fn prefixes_with_the_same_next_hops_share_one_set_until_the_last_goes() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        for prefix in ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"] {
+            rib.announce(1, net(prefix), cilium("192.0.2.1"));
+            rib.announce(2, net(prefix), cilium("192.0.2.2"));
+        }
+        assert_eq!(rib.next_hop_sets.0.len(), 1);
+        let first = rib.prefixes[&net("10.0.1.0/24")].installed.clone().unwrap();
+        let third = rib.prefixes[&net("10.0.3.0/24")].installed.clone().unwrap();
+        assert!(Arc::ptr_eq(&first, &third));
+        drop((first, third));
+        rib.remove_peer(2);
+        assert_eq!(rib.next_hop_sets.0.len(), 1);
+        rib.remove_peer(1);
+        assert!(rib.next_hop_sets.0.is_empty());
+    }
+
+    #[test]
+    fn equal_attributes_from_separate_updates_are_held_once() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        for i in 0..10u8 {
+            let prefix = IpNet::new(IpAddr::from([10, 0, i, 0]), 24).unwrap();
+            rib.announce(1, prefix, cilium("192.0.2.1"));
+        }
+        assert_eq!(rib.attrs.set.len(), 1);
+    }
+
+    #[test]
+    fn attribute_values_no_path_uses_are_dropped_from_the_interner() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        for med in 0..3000 {
+            let attrs = PathAttrs {
+                med,
+                ..PathAttrs::default()
+            };
+            rib.announce(1, net("10.0.1.0/24"), path("192.0.2.1", attrs));
+        }
+        assert!(
+            rib.attrs.set.len() <= ATTRS_MIN_SWEEP,
+            "{}",
+            rib.attrs.set.len()
+        );
+        let in_use = &rib.prefixes[&net("10.0.1.0/24")].paths[0].path.attrs;
+        assert_eq!(in_use.med, 2999);
+        assert!(rib.attrs.set.contains(&**in_use));
+    }
+
+    #[test]
+    fn a_hundred_thousand_prefixes_from_two_peers_keep_consistent_counts() {
+        const N: u32 = 100_000;
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        let prefix = |i: u32| IpNet::new(IpAddr::from((10 << 24 | i).to_be_bytes()), 32).unwrap();
+        let mut changes = 0;
+        for i in 0..N {
+            changes += usize::from(rib.announce(1, prefix(i), cilium("192.0.2.1")).is_some());
+        }
+        for i in (0..N).step_by(2) {
+            changes += usize::from(rib.announce(2, prefix(i), cilium("192.0.2.2")).is_some());
+        }
+        assert_eq!(changes, 150_000);
+        assert_eq!(rib.len(), N as usize);
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 100_000,
+                installed: 100_000
+            }
+        );
+        assert_eq!(
+            rib.peer_counts(2),
+            PeerCounts {
+                received: 50_000,
+                installed: 50_000
+            }
+        );
+        assert_eq!(
+            rib.installed().filter(|(_, h)| h.len() == 2).count(),
+            50_000
+        );
+        assert_eq!(rib.attrs.set.len(), 1);
+        assert_eq!(rib.next_hop_sets.0.len(), 2);
+
+        let gone = rib.remove_peer(2);
+        assert_eq!(gone.len(), 50_000);
+        assert!(gone.iter().all(|c| c.next_hops == hops(&["192.0.2.1"])));
+        assert_eq!(rib.next_hop_sets.0.len(), 1);
+        rib.mark_stale(1);
+        assert_eq!(rib.sweep_stale(1, Some(Afi::Ipv6)), vec![]);
+        let swept = rib.sweep_stale(1, Some(Afi::Ipv4));
+        assert_eq!(swept.len(), 100_000);
+        assert!(swept.windows(2).all(|w| w[0].prefix < w[1].prefix));
+        assert!(rib.is_empty());
+        assert!(rib.next_hop_sets.0.is_empty());
+        assert_eq!(rib.peer_counts(1), PeerCounts::default());
+    }
+}
