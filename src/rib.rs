@@ -268,18 +268,19 @@ impl Decider<'_> {
             });
         }
         let best = decide(&mut entry.paths, self.peers, &mut self.scratch.lowest_med);
-        let best_attrs = Arc::clone(&entry.paths[best].path.attrs);
-        let best_ebgp = self.ebgp(entry.paths[best].peer);
+        let best = &entry.paths[best];
+        let (best_pref, best_len) = (best.path.attrs.local_pref, best.path.attrs.as_path_len);
+        let (best_peer, best_ebgp) = (best.peer, ebgp_of(self.peers, best.peer));
         let next_hops = &mut self.scratch.next_hops;
         next_hops.clear();
-        for (i, p) in entry.paths.iter_mut().enumerate() {
+        for p in entry.paths.iter_mut() {
             let selected = if self.multipath {
                 let a = &p.path.attrs;
-                a.local_pref == best_attrs.local_pref
-                    && a.as_path_len == best_attrs.as_path_len
+                a.local_pref == best_pref
+                    && a.as_path_len == best_len
                     && ebgp_of(self.peers, p.peer) == best_ebgp
             } else {
-                i == best
+                p.peer == best_peer
             };
             if selected != p.selected {
                 p.selected = selected;
@@ -308,10 +309,6 @@ impl Decider<'_> {
             prefix,
             next_hops: next_hops.clone(),
         })
-    }
-
-    fn ebgp(&self, peer: PeerId) -> bool {
-        ebgp_of(self.peers, peer)
     }
 }
 
