@@ -290,7 +290,10 @@ impl Validator {
             Ok(net) => {
                 self.error(
                     path,
-                    format!("{text:?} has host bits set (did you mean \"{}\"?)", net.trunc()),
+                    format!(
+                        "{text:?} has host bits set (did you mean \"{}\"?)",
+                        net.trunc()
+                    ),
                 );
                 None
             }
@@ -353,7 +356,10 @@ impl Validator {
         if matches!(kernel.protocol, 0..=4) {
             self.error(
                 "kernel.protocol",
-                format!("{} is reserved for the kernel's own routes", kernel.protocol),
+                format!(
+                    "{} is reserved for the kernel's own routes",
+                    kernel.protocol
+                ),
             );
         }
 
@@ -372,21 +378,30 @@ impl Validator {
                 .enumerate()
                 .filter_map(|(i, p)| self.prefix(&format!("{path}.prefixes[{i}]"), p))
                 .collect();
-            let ra = b.ra.unwrap_or(serde_json::Value::Object(Default::default()));
+            let ra =
+                b.ra.unwrap_or(serde_json::Value::Object(Default::default()));
             bridges.insert(name, Bridge { prefixes, ra });
         }
 
         let mut neighbors: Vec<NeighborGroup> = Vec::new();
         for (i, n) in raw.neighbors.into_iter().enumerate() {
             let path = format!("neighbors[{i}]");
-            if n.name.is_empty() || !n.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            if n.name.is_empty()
+                || !n
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
                 self.error(
                     format!("{path}.name"),
                     format!("{:?} must be non-empty letters, digits, '-' or '_'", n.name),
                 );
             }
             if neighbors.iter().any(|o| o.name == n.name) {
-                self.error(format!("{path}.name"), format!("{:?} is used twice", n.name));
+                self.error(
+                    format!("{path}.name"),
+                    format!("{:?} is used twice", n.name),
+                );
             }
             let range = self.prefix(&format!("{path}.range"), &n.range);
             if n.asn == 0 {
@@ -399,7 +414,10 @@ impl Validator {
                 );
             }
             if n.max_prefixes == Some(0) {
-                self.error(format!("{path}.max_prefixes"), "0 would refuse every route; use null for no limit");
+                self.error(
+                    format!("{path}.max_prefixes"),
+                    "0 would refuse every route; use null for no limit",
+                );
             }
             let import = n
                 .import
@@ -465,7 +483,10 @@ impl Validator {
         if !control_socket.is_absolute() {
             self.error(
                 "control_socket",
-                format!("{:?} is not an absolute path", control_socket.display().to_string()),
+                format!(
+                    "{:?} is not an absolute path",
+                    control_socket.display().to_string()
+                ),
             );
         }
 
@@ -487,7 +508,9 @@ fn valid_ifname(name: &str) -> bool {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// `[::]:179`, `192.0.2.1:179`, `[fe80::1%vmbr-dev]:179`. The interface of a link-local
@@ -554,16 +577,21 @@ mod tests {
             r#"{ "router_id": "192.0.2.1", "asn": 65100,
                  "neighbors": [ { "name": "cilium", "range": "2001:db8::/129", "asn": 65100 } ] }"#,
         );
-        assert_eq!(e, vec![r#"neighbors[0].range: "2001:db8::/129" is not an IP prefix"#]);
+        assert_eq!(
+            e,
+            vec![r#"neighbors[0].range: "2001:db8::/129" is not an IP prefix"#]
+        );
     }
 
     #[test]
     fn an_unknown_key_is_an_error_naming_its_path() {
-        let e = errors(
-            r#"{ "router_id": "192.0.2.1", "asn": 65100, "kernel": { "tabel": 5 } }"#,
-        );
+        let e = errors(r#"{ "router_id": "192.0.2.1", "asn": 65100, "kernel": { "tabel": 5 } }"#);
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("kernel: unknown field `tabel`"), "{}", e[0]);
+        assert!(
+            e[0].starts_with("kernel.tabel: unknown field `tabel`"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
@@ -572,7 +600,11 @@ mod tests {
             r#"{ "router_id": "192.0.2.1", "asn": 65100,
                  "neighbors": [ { "name": "a", "range": "192.0.2.0/24", "asn": "x" } ] }"#,
         );
-        assert!(e[0].starts_with("neighbors[0].asn: invalid type"), "{}", e[0]);
+        assert!(
+            e[0].starts_with("neighbors[0].asn: invalid type"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
@@ -609,7 +641,8 @@ mod tests {
 
     #[test]
     fn a_link_local_listen_address_without_interface_is_refused() {
-        let e = errors(r#"{ "router_id": "192.0.2.1", "asn": 65100, "listen": ["[fe80::1]:179"] }"#);
+        let e =
+            errors(r#"{ "router_id": "192.0.2.1", "asn": 65100, "listen": ["[fe80::1]:179"] }"#);
         assert!(e[0].starts_with("listen[0]: \"[fe80::1]:179\""), "{}", e[0]);
     }
 

@@ -118,6 +118,8 @@ struct Daemon {
     refused_log: Option<Instant>,
     refused: u64,
     resync_needed: bool,
+    /// Route changes waiting for the event loop to be idle.
+    queue: Vec<FibOp>,
     started: Instant,
     last_status: Option<Instant>,
 }
@@ -179,6 +181,7 @@ impl Daemon {
             refused_log: None,
             refused: 0,
             resync_needed: false,
+            queue: Vec::new(),
             started,
             last_status: None,
             config,
@@ -189,7 +192,7 @@ impl Daemon {
         let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             startup_ms = self.started.elapsed().as_millis() as u64,
@@ -317,7 +320,12 @@ impl Daemon {
         peer.end_of_rib.clear();
         self.conns.insert(conn, address);
         tracing::info!(peer = %name, %address, "connection accepted");
-        tokio::spawn(peer::drive(stream, setup, self.events_tx.clone(), commands_rx));
+        tokio::spawn(peer::drive(
+            stream,
+            setup,
+            self.events_tx.clone(),
+            commands_rx,
+        ));
     }
 
     /// A connection from outside every range: closed, and logged at most every 10 s.
@@ -376,7 +384,10 @@ impl Daemon {
 
     async fn on_peer_event(&mut self, event: PeerEvent) {
         let conn = match &event {
-            PeerEvent::Up(c, _) | PeerEvent::Routes(c, _) | PeerEvent::EndOfRib(c, _) | PeerEvent::Down(c, _) => *c,
+            PeerEvent::Up(c, _)
+            | PeerEvent::Routes(c, _)
+            | PeerEvent::EndOfRib(c, _)
+            | PeerEvent::Down(c, _) => *c,
         };
         // Events of a connection that was replaced mean nothing any more.
         let Some(&address) = self.conns.get(&conn) else {
@@ -439,7 +450,7 @@ impl Daemon {
             graceful_restart = negotiated.graceful_restart.is_some(),
             "session established"
         );
-        self.rib.add_peer(PeerInfo {
+        let changes = self.rib.add_peer(PeerInfo {
             id: peer.id,
             address,
             router_id: negotiated.peer_router_id,
@@ -468,6 +479,7 @@ impl Daemon {
             }
         }
         peer.negotiated = Some(negotiated);
+        self.pending_changes(changes);
         for afi in sweep {
             self.sweep(address, id, afi);
         }
@@ -490,7 +502,6 @@ impl Daemon {
             peer.gateways.insert(path.next_hop.gateway);
             changes.extend(self.rib.announce(id, prefix, path));
         }
-        self.pending_changes(changes);
         let group = self.config.neighbors.iter().find(|g| g.name == peer.group);
         if let Some(max) = group.and_then(|g| g.max_prefixes)
             && self.rib.peer_counts(id).received > max as usize
@@ -503,6 +514,7 @@ impl Daemon {
                 });
             }
         }
+        self.pending_changes(changes);
     }
 
     fn on_end_of_rib(&mut self, address: IpAddr, family: Family) {
@@ -572,7 +584,10 @@ impl Daemon {
             self.adopt_deadline = None;
             let leftover: Vec<IpNet> = self.adopted.keys().copied().collect();
             if !leftover.is_empty() {
-                tracing::info!(routes = leftover.len(), "adopted routes not re-announced within the grace time: removing");
+                tracing::info!(
+                    routes = leftover.len(),
+                    "adopted routes not re-announced within the grace time: removing"
+                );
             }
             self.adopted.clear();
             let changes = leftover
@@ -700,12 +715,12 @@ impl Daemon {
     }
 
     async fn reload(&mut self) {
-        let _ = sd_notify::notify(false, &[NotifyState::Reloading, monotonic_usec()]);
+        let _ = sd_notify::notify(&[NotifyState::Reloading, monotonic_usec()]);
         let config = match Config::load(&self.path) {
             Ok(c) => c,
             Err(errors) => {
                 tracing::error!(path = %self.path.display(), %errors, "reload refused: the config is invalid; nothing changed");
-                let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
                 return;
             }
         };
@@ -752,11 +767,11 @@ impl Daemon {
         }
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
-        let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
     }
 
     async fn shutdown(mut self) {
-        let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
         tracing::info!("stopping");
         let mut open = 0;
         for peer in self.peers.values() {
@@ -784,7 +799,10 @@ impl Daemon {
                 .map(|(p, _)| *p)
                 .chain(self.adopted.keys().copied())
                 .collect();
-            tracing::info!(routes = ours.len(), "kernel.persist is off: removing our routes");
+            tracing::info!(
+                routes = ours.len(),
+                "kernel.persist is off: removing our routes"
+            );
             for prefix in ours {
                 let _ = self.fib.apply(FibOp::Delete { prefix }).await;
             }
@@ -801,12 +819,16 @@ impl Daemon {
             return;
         }
         self.last_status = Some(now);
-        let established = self.peers.values().filter(|p| p.negotiated.is_some()).count();
+        let established = self
+            .peers
+            .values()
+            .filter(|p| p.negotiated.is_some())
+            .count();
         let status = format!(
             "{established} sessions established, {} routes installed",
             self.rib.len()
         );
-        let _ = sd_notify::notify(false, &[NotifyState::Status(&status)]);
+        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
     }
 
     fn answer(&self, request: &control::Request) -> Value {
@@ -881,7 +903,10 @@ impl Daemon {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    accepted: mpsc::Sender<(TcpStream, SocketAddr)>,
+) {
     loop {
         match listener.accept().await {
             Ok(connection) => {

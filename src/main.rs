@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cilium_peer::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "cilium-peer", version, about = "Passive dual-stack BGP for Cilium into the kernel FIB, with IPv6 router advertisements")]
+#[command(
+    name = "cilium-peer",
+    version,
+    about = "Passive dual-stack BGP for Cilium into the kernel FIB, with IPv6 router advertisements"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,16 +61,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{}: invalid\n{errors}", config.display());
-                    return ExitCode::from(1);
-                }
-            };
-            cilium_peer::daemon::run(config_path_for_reload(), config)
-        }
+        Command::Run { config: path } => match Config::load(&path) {
+            Ok(config) => cilium_peer::daemon::run(path, config),
+            Err(errors) => {
+                eprintln!("{}: invalid\n{errors}", path.display());
+                ExitCode::from(1)
+            }
+        },
         Command::Show { what, json, socket } => {
             let what = match what {
                 Show::Peers => "peers",

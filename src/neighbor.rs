@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
-use rtnetlink::IpVersion;
 
 /// The link-local address of the node that has `v4` on interface `ifindex`, if the kernel
 /// knows both. When the IPv6 entry is missing, solicits every node on the link (an echo
@@ -38,8 +38,12 @@ async fn dump(ifindex: u32) -> std::io::Result<Vec<(IpAddr, Vec<u8>)>> {
     let (connection, handle, _) = rtnetlink::new_connection()?;
     let task = tokio::spawn(connection);
     let mut out = Vec::new();
-    for version in [IpVersion::V4, IpVersion::V6] {
-        let mut stream = handle.neighbours().get().set_family(version).execute();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut stream = handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute();
         while let Some(message) = stream
             .try_next()
             .await

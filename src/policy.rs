@@ -12,7 +12,7 @@ use crate::config::ImportRule;
 use crate::rib::NextHop;
 
 /// Why a prefix or its next hop was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rejection {
     DefaultRoute,
     OverlapsBridge,
@@ -246,7 +246,12 @@ mod tests {
 
     #[test]
     fn pod_cidrs_and_load_balancer_ips_pass_the_safety_rules() {
-        for p in ["10.244.1.0/24", "fd00:ff00:1::/64", "198.51.100.7/32", "2001:db8:ff::7/128"] {
+        for p in [
+            "10.244.1.0/24",
+            "fd00:ff00:1::/64",
+            "198.51.100.7/32",
+            "2001:db8:ff::7/128",
+        ] {
             assert_eq!(check(p, &[]), Ok(()), "{p}");
         }
     }
@@ -298,7 +303,12 @@ mod tests {
 
     #[test]
     fn an_ipv4_route_over_ipv6_keeps_the_ipv6_gateway_on_the_bridge() {
-        let r = resolve_next_hop(&v6_peer(), &net("10.244.1.0/24"), ip("2001:db8:1::11"), None);
+        let r = resolve_next_hop(
+            &v6_peer(),
+            &net("10.244.1.0/24"),
+            ip("2001:db8:1::11"),
+            None,
+        );
         assert_eq!(
             r,
             Resolution::Ready(NextHop {
@@ -349,8 +359,16 @@ mod tests {
 
     #[test]
     fn an_ipv4_mapped_next_hop_asks_for_the_nodes_link_local_address() {
-        let r = resolve_next_hop(&v4_peer(), &net("fd00:ff00:1::/64"), ip("::ffff:192.0.2.11"), None);
-        assert_eq!(r, Resolution::NeedsLinkLocalOf(Ipv4Addr::new(192, 0, 2, 11)));
+        let r = resolve_next_hop(
+            &v4_peer(),
+            &net("fd00:ff00:1::/64"),
+            ip("::ffff:192.0.2.11"),
+            None,
+        );
+        assert_eq!(
+            r,
+            Resolution::NeedsLinkLocalOf(Ipv4Addr::new(192, 0, 2, 11))
+        );
         assert_eq!(
             resolve_link_local(&v4_peer(), Some("fe80::11".parse().unwrap())),
             Resolution::Ready(NextHop {
@@ -366,7 +384,12 @@ mod tests {
 
     #[test]
     fn an_ipv4_mapped_next_hop_of_a_stranger_is_refused() {
-        let r = resolve_next_hop(&v4_peer(), &net("fd00:ff00:1::/64"), ip("::ffff:198.51.100.1"), None);
+        let r = resolve_next_hop(
+            &v4_peer(),
+            &net("fd00:ff00:1::/64"),
+            ip("::ffff:198.51.100.1"),
+            None,
+        );
         assert_eq!(r, Resolution::Rejected(Rejection::NextHopNotOnLink));
     }
 

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::session::{Closed, Negotiated, Output, Session, SessionConfig};
-use super::wire::{self, Family, Message, Update};
+use super::wire::{self, Family, Update};
 use crate::config::ImportRule;
 use crate::neighbor;
 use crate::policy::{self, PeerLink, Rejection, Resolution};
@@ -208,16 +208,19 @@ impl UpdateImporter {
         }
         let attrs = self.path_attrs(&update);
         for (prefix, announced, link_local) in reachable {
-            let resolution = match policy::check_prefix(&prefix, &self.bridge_prefixes, &self.import) {
-                Err(why) => Resolution::Rejected(why),
-                Ok(()) => match policy::resolve_next_hop(&self.link, &prefix, announced, link_local) {
-                    Resolution::NeedsLinkLocalOf(v4) => {
-                        let ll = self.link_local_of(v4).await;
-                        policy::resolve_link_local(&self.link, ll)
+            let resolution =
+                match policy::check_prefix(&prefix, &self.bridge_prefixes, &self.import) {
+                    Err(why) => Resolution::Rejected(why),
+                    Ok(()) => {
+                        match policy::resolve_next_hop(&self.link, &prefix, announced, link_local) {
+                            Resolution::NeedsLinkLocalOf(v4) => {
+                                let ll = self.link_local_of(v4).await;
+                                policy::resolve_link_local(&self.link, ll)
+                            }
+                            other => other,
+                        }
                     }
-                    other => other,
-                },
-            };
+                };
             match resolution {
                 Resolution::Ready(next_hop) => batch.announce.push((
                     prefix,
@@ -292,7 +295,10 @@ impl RateLimitedLog {
 
     fn rejected(&mut self, peer: &str, prefix: &IpNet, next_hop: IpAddr, why: Rejection) {
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < Self::INTERVAL) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
             self.suppressed += 1;
             return;
         }

@@ -91,7 +91,9 @@ impl Negotiated {
     /// RFC 8538: both sides sent the N bit, so NOTIFICATIONs other than Hard Reset keep the
     /// peer's routes too.
     pub fn notification_graceful(&self) -> bool {
-        self.graceful_restart.as_ref().is_some_and(|gr| gr.notification)
+        self.graceful_restart
+            .as_ref()
+            .is_some_and(|gr| gr.notification)
     }
 
     pub fn keepalive_interval(&self) -> Option<Duration> {
@@ -318,8 +320,7 @@ impl Session {
 
     fn restart_hold_timer(&mut self, now: Instant) {
         let hold = self.negotiated.as_ref().map_or(0, |n| n.hold_time);
-        self.hold_deadline =
-            (hold > 0).then(|| now + Duration::from_secs(u64::from(hold)));
+        self.hold_deadline = (hold > 0).then(|| now + Duration::from_secs(u64::from(hold)));
     }
 
     fn restart_keepalive_timer(&mut self, now: Instant) {
@@ -409,8 +410,7 @@ fn negotiate(config: &SessionConfig, open: &Open) -> Result<Negotiated, Notifica
         return Err(open_error(6, Vec::new()));
     }
     let ibgp = peer_as == config.local_as;
-    if open.bgp_identifier.is_unspecified() || (ibgp && open.bgp_identifier == config.router_id)
-    {
+    if open.bgp_identifier.is_unspecified() || (ibgp && open.bgp_identifier == config.router_id) {
         return Err(open_error(3, open.bgp_identifier.octets().to_vec()));
     }
 
@@ -546,8 +546,14 @@ mod tests {
         assert!(caps.contains(&Capability::Multiprotocol(Family::IPV4_UNICAST)));
         assert!(caps.contains(&Capability::Multiprotocol(Family::IPV6_UNICAST)));
         assert!(caps.contains(&Capability::FourOctetAs(65100)));
-        assert!(caps.iter().any(|c| matches!(c, Capability::GracefulRestart(gr) if gr.notification)));
-        assert!(caps.iter().any(|c| matches!(c, Capability::ExtendedNextHop(_))));
+        assert!(
+            caps.iter()
+                .any(|c| matches!(c, Capability::GracefulRestart(gr) if gr.notification))
+        );
+        assert!(
+            caps.iter()
+                .any(|c| matches!(c, Capability::ExtendedNextHop(_)))
+        );
         assert_eq!(s.state(), State::OpenSent);
     }
 
@@ -557,7 +563,10 @@ mod tests {
         c.local_as = 4_200_000_000;
         let open = our_open(&c);
         assert_eq!(open.my_as, AS_TRANS);
-        assert!(open.capabilities.contains(&Capability::FourOctetAs(4_200_000_000)));
+        assert!(
+            open.capabilities
+                .contains(&Capability::FourOctetAs(4_200_000_000))
+        );
     }
 
     #[test]
@@ -667,7 +676,8 @@ mod tests {
     fn a_wrong_peer_as_gets_bad_peer_as() {
         let mut s = Session::accept(Instant::now(), config());
         let mut open = cilium_open();
-        open.capabilities.retain(|c| !matches!(c, Capability::FourOctetAs(_)));
+        open.capabilities
+            .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
         open.my_as = 65001;
         s.handle_message(Instant::now(), Message::Open(open));
         assert_eq!(sent_notification(&drain(&mut s)), Some((2, 2)));
@@ -726,7 +736,8 @@ mod tests {
     fn a_peer_without_multiprotocol_capabilities_gets_ipv4_unicast_only() {
         let mut s = Session::accept(Instant::now(), config());
         let mut open = cilium_open();
-        open.capabilities.retain(|c| !matches!(c, Capability::Multiprotocol(_)));
+        open.capabilities
+            .retain(|c| !matches!(c, Capability::Multiprotocol(_)));
         s.handle_message(Instant::now(), Message::Open(open));
         assert_eq!(s.negotiated().unwrap().families, vec![Family::IPV4_UNICAST]);
     }
@@ -750,10 +761,16 @@ mod tests {
             ..Update::default()
         };
         s.handle_message(now, Message::Update(update.clone()));
-        s.handle_message(now, Message::Update(Update::end_of_rib(Family::IPV6_UNICAST)));
+        s.handle_message(
+            now,
+            Message::Update(Update::end_of_rib(Family::IPV6_UNICAST)),
+        );
         assert_eq!(
             drain(&mut s),
-            vec![Output::Update(update), Output::EndOfRib(Family::IPV6_UNICAST)]
+            vec![
+                Output::Update(update),
+                Output::EndOfRib(Family::IPV6_UNICAST)
+            ]
         );
     }
 
@@ -764,7 +781,11 @@ mod tests {
             let mut s = established(now);
             s.handle_message(now, Message::Notification(Notification::cease(subcode)));
             let out = drain(&mut s);
-            assert_eq!(closed(&out).unwrap().keep_routes, keep, "cease subcode {subcode}");
+            assert_eq!(
+                closed(&out).unwrap().keep_routes,
+                keep,
+                "cease subcode {subcode}"
+            );
         }
     }
 

@@ -149,9 +149,7 @@ impl Fib {
                         }
                     }
                     NetlinkPayload::Error(e) if e.code.is_some() => {
-                        return Err(io::Error::from_raw_os_error(
-                            -e.code.map_or(0, |c| c.get()),
-                        ));
+                        return Err(io::Error::from_raw_os_error(-e.code.map_or(0, |c| c.get())));
                     }
                     _ => {}
                 }
@@ -200,7 +198,9 @@ impl Fib {
         message.attributes.push(RouteAttribute::Table(self.table));
         message
             .attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(prefix.network())));
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                prefix.network(),
+            )));
         match next_hops {
             [] => {}
             [one] => message.attributes.extend(next_hop_attributes(prefix, one)),
@@ -209,7 +209,8 @@ impl Fib {
                     .map(|nh| {
                         let mut hop = RouteNextHop::default();
                         hop.interface_index = nh.ifindex.unwrap_or(0);
-                        hop.attributes = gateway_attribute(prefix, nh.gateway).into_iter().collect();
+                        hop.attributes =
+                            gateway_attribute(prefix, nh.gateway).into_iter().collect();
                         hop
                     })
                     .collect(),
