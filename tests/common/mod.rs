@@ -1,0 +1,407 @@
+//! Test lab: network namespaces joined by a hyphenated bridge, real GoBGP and BIRD peers,
+//! and the cilium-peer binary, all torn down on drop. Tests that need root or a package
+//! call `lab_or_skip` and return early with a printed reason when they cannot run.
+
+#![allow(dead_code)] // each test binary uses its own part of the lab
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BRIDGE: &str = "vmbr-dev";
+pub const TABLE: u32 = 1336;
+/// Our kernel protocol number (config default).
+pub const PROTO: u32 = 196;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn try_sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `None` (after printing why) when this machine cannot run namespace tests with `needs`.
+pub fn lab_or_skip(test: &str, needs: &[&str]) -> Option<Lab> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP {test}: needs root for network namespaces");
+        return None;
+    }
+    for program in ["ip"].iter().chain(needs) {
+        if !have(program) {
+            eprintln!("SKIP {test}: {program} is not installed (apt-get install gobgpd bird2 ndisc6 radvd)");
+            return None;
+        }
+    }
+    Some(Lab::new())
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` saying
+/// what was awaited. (A liveness bound, not a performance assertion.)
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A set of namespaces: `host` has the bridge; nodes hang off it by veth pairs.
+pub struct Lab {
+    pub id: String,
+    pub host: String,
+    pub dir: PathBuf,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = std::env::temp_dir().join(format!("cilium-peer-test-{id}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            host: format!("cph{id}"),
+            id,
+            dir,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        };
+        let host = lab.host.clone();
+        lab.add_namespace(&host);
+        lab.exec(&host, &["ip", "link", "add", BRIDGE, "type", "bridge"]);
+        lab.exec(&host, &["ip", "link", "set", BRIDGE, "up"]);
+        lab.exec(&host, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        lab.exec(&host, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        lab.addr(&host, BRIDGE, "192.0.2.1/24");
+        lab.addr(&host, BRIDGE, "2001:db8:1::1/64");
+        lab.addr(&host, BRIDGE, "fe80::1/64");
+        lab
+    }
+
+    fn add_namespace(&mut self, name: &str) {
+        sh(&["ip", "netns", "add", name]);
+        self.namespaces.push(name.to_string());
+        self.exec(name, &["ip", "link", "set", "lo", "up"]);
+    }
+
+    pub fn exec(&self, ns: &str, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    pub fn try_exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        try_sh(&full)
+    }
+
+    pub fn addr(&self, ns: &str, dev: &str, cidr: &str) {
+        self.exec(ns, &["ip", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+
+    /// A node namespace with `eth0` on the host bridge and these addresses.
+    pub fn node(&mut self, name: &str, addresses: &[&str]) -> String {
+        let ns = format!("cpn{}{name}", self.id);
+        self.add_namespace(&ns);
+        let host_end = format!("v{}{name}", self.id);
+        let host_end = &host_end[..host_end.len().min(15)];
+        sh(&["ip", "link", "add", host_end, "netns", &self.host, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        self.exec(&self.host, &["ip", "link", "set", host_end, "master", BRIDGE, "up"]);
+        self.exec(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
+        self.exec(&ns, &["ip", "link", "set", "eth0", "up"]);
+        for a in addresses {
+            self.addr(&ns, "eth0", a);
+        }
+        ns
+    }
+
+    pub fn spawn(&mut self, ns: &str, label: &str, args: &[&str]) {
+        let log = fs::File::create(self.dir.join(format!("{label}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        self.children.push((label.to_string(), child));
+    }
+
+    /// Sends a signal to a spawned process by label and waits for it to exit.
+    pub fn stop(&mut self, label: &str, signal: &str) {
+        if let Some(i) = self.children.iter().position(|(l, _)| l == label) {
+            let (_, mut child) = self.children.remove(i);
+            sh(&["kill", &format!("-{signal}"), &child.id().to_string()]);
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self, label: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts cilium-peer in the host namespace with this config (control socket in the
+    /// lab dir) and waits until it answers `show peers`.
+    pub fn start_cilium_peer(&mut self, config: &str) {
+        let path = self.write("config.json", config);
+        let bin = env!("CARGO_BIN_EXE_cilium-peer");
+        let host = self.host.clone();
+        self.spawn(&host, "cilium-peer", &[bin, "run", "--config", path.to_str().unwrap()]);
+        let socket = self.socket();
+        wait_for("cilium-peer's control socket", Duration::from_secs(10), || {
+            cilium_peer::control::query(&socket, "peers").ok()
+        });
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn show(&self, what: &str) -> Value {
+        cilium_peer::control::query(&self.socket(), what).expect("control socket answers")
+    }
+
+    /// `ip -j route show table TABLE proto 196` for one family, as JSON.
+    pub fn routes(&self, family: &str) -> Vec<Value> {
+        // A table with no routes yet "does not exist": that is an empty answer.
+        let out = self.try_exec(
+            &self.host,
+            &["ip", "-j", family, "route", "show", "table", &TABLE.to_string(), "proto", &PROTO.to_string()],
+        );
+        let out = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn route(&self, prefix: &str) -> Option<Value> {
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        self.routes(family)
+            .into_iter()
+            .find(|r| r["dst"].as_str() == Some(prefix.trim_end_matches("/32").trim_end_matches("/128")) || r["dst"].as_str() == Some(prefix))
+    }
+
+    pub fn wait_route(&self, prefix: &str) -> Value {
+        wait_for(&format!("route {prefix} in table {TABLE}\n{}", self.log("cilium-peer")), Duration::from_secs(30), || self.route(prefix))
+    }
+
+    pub fn wait_no_route(&self, prefix: &str) {
+        wait_for(&format!("route {prefix} to leave table {TABLE}"), Duration::from_secs(30), || {
+            self.route(prefix).is_none().then_some(())
+        });
+    }
+
+    /// Starts gobgpd in `ns` configured as Cilium's embedded GoBGP, peering with `host`.
+    pub fn start_gobgp(&mut self, ns: &str, node: &GoBgpNode) {
+        let label = format!("gobgpd-{ns}");
+        let path = self.write(&format!("{ns}.toml"), &node.toml());
+        let mut args = vec!["gobgpd", "-f", path.to_str().unwrap(), "-p", "--api-hosts", "127.0.0.1:50061", "--pprof-disable"];
+        if node.graceful_restart {
+            args.push("-r");
+        }
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(ns, &label, &args);
+        wait_for("gobgpd's API", Duration::from_secs(10), || {
+            self.try_exec(ns, &["gobgp", "-p", "50061", "global"]).status.success().then_some(())
+        });
+    }
+
+    pub fn gobgp(&self, ns: &str, args: &[&str]) -> String {
+        let mut full = vec!["gobgp", "-p", "50061"];
+        full.extend_from_slice(args);
+        self.exec(ns, &full)
+    }
+
+    /// Waits until GoBGP in `ns` reports its session Established.
+    pub fn wait_gobgp_established(&self, ns: &str) {
+        wait_for(&format!("GoBGP in {ns} to reach Established\n{}", self.log("cilium-peer")), Duration::from_secs(30), || {
+            self.gobgp(ns, &["neighbor"]).contains("Establ").then_some(())
+        });
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("lab files kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// GoBGP configured as Cilium's embedded speaker (see peers.md).
+pub struct GoBgpNode {
+    pub router_id: &'static str,
+    pub asn: u32,
+    pub peer_asn: u32,
+    pub neighbor: &'static str,
+    pub local_address: Option<&'static str>,
+    pub graceful_restart: bool,
+    pub hold_time: u32,
+}
+
+impl GoBgpNode {
+    pub fn cilium(router_id: &'static str, neighbor: &'static str, local: &'static str) -> Self {
+        GoBgpNode {
+            router_id,
+            asn: 65100,
+            peer_asn: 65100,
+            neighbor,
+            local_address: Some(local),
+            graceful_restart: true,
+            hold_time: 90,
+        }
+    }
+
+    fn toml(&self) -> String {
+        let local = self
+            .local_address
+            .map(|a| format!("  [neighbors.transport.config]\n    local-address = \"{a}\"\n"))
+            .unwrap_or_default();
+        let gr = if self.graceful_restart {
+            "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n    notification-enabled = true\n"
+        } else {
+            ""
+        };
+        let family_gr = if self.graceful_restart {
+            "    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"[global.config]
+  as = {asn}
+  router-id = "{rid}"
+  port = -1
+[global.apply-policy.config]
+  import-policy-list = ["allow-local"]
+  default-import-policy = "reject-route"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{neighbor}"
+    peer-as = {peer_asn}
+{local}  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = {hold}
+    keepalive-interval = {keepalive}
+{gr}  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+{family_gr}  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+{family_gr}[[policy-definitions]]
+  name = "allow-local"
+  [[policy-definitions.statements]]
+    [policy-definitions.statements.conditions.bgp-conditions]
+      route-type = "local"
+    [policy-definitions.statements.actions]
+      route-disposition = "accept-route"
+"#,
+            asn = self.asn,
+            rid = self.router_id,
+            neighbor = self.neighbor,
+            peer_asn = self.peer_asn,
+            hold = self.hold_time,
+            keepalive = (self.hold_time / 3).max(1),
+        )
+    }
+}
+
+/// A config for the lab's host: the bridge's prefixes, one neighbor group.
+pub fn host_config(lab: &Lab, listen: &[&str], range: &str, extra_group: &str) -> String {
+    let listen: Vec<String> = listen.iter().map(|l| format!("\"{l}\"")).collect();
+    format!(
+        r#"{{
+  "router_id": "192.0.2.1",
+  "asn": 65100,
+  "listen": [{listen}],
+  "kernel": {{ "table": {TABLE}, "persist": false, "multipath": true }},
+  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
+  "neighbors": [ {{ "name": "cilium", "range": "{range}", "asn": 65100 {extra_group} }} ],
+  "control_socket": "{socket}"
+}}"#,
+        listen = listen.join(", "),
+        socket = lab.socket().display()
+    )
+}
+
+pub fn gateway(route: &Value) -> String {
+    route["gateway"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| route["via"]["host"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The node's kernel-made IPv6 link-local address on `dev`.
+pub fn link_local(lab: &Lab, ns: &str, dev: &str) -> String {
+    let out = lab.exec(ns, &["ip", "-6", "addr", "show", "dev", dev]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "inet6" && w[1].starts_with("fe80"))
+        .find_map(|w| w[1].split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on {dev} in {ns}: {out}"))
+        .to_string()
+}
