@@ -28,6 +28,7 @@ use ipnet::IpNet;
 use nom::IResult;
 use nom::number::complete::{be_u8, be_u16};
 
+use super::aspath::Confederation;
 use super::nlri::{self, NlriError};
 use super::{
     AS_TRANS, Aggregator, AsPath, AttributeError, Context, DecodeError, Family, MpNextHop, MpReach,
@@ -316,7 +317,7 @@ impl<'c> AttributeParser<'c> {
                 [_] => self.withdraw(type_code, "undefined ORIGIN value"),
                 _ => self.withdraw(type_code, "ORIGIN length is not 1"),
             },
-            AS_PATH => match aspath::decode(value, four_octet) {
+            AS_PATH => match aspath::decode(value, four_octet, Confederation::Malformed) {
                 Ok(path) => a.as_path = Some(path),
                 Err(reason) => self.withdraw(type_code, reason),
             },
@@ -346,7 +347,9 @@ impl<'c> AttributeParser<'c> {
             },
             // RFC 6793 6: between 4-octet speakers these attributes are discarded, and a
             // malformed one is discarded too.
-            AS4_PATH if !four_octet => self.as4_path = aspath::decode(value, true).ok(),
+            AS4_PATH if !four_octet => {
+                self.as4_path = aspath::decode(value, true, Confederation::Dropped).ok()
+            }
             AS4_AGGREGATOR if !four_octet => self.as4_aggregator = decode_aggregator(value, true),
             AS4_PATH | AS4_AGGREGATOR => {}
             // Families we do not speak stay raw (see the module comment).
