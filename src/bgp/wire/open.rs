@@ -267,7 +267,7 @@ pub(super) fn encode(open: &Open, out: &mut Vec<u8>) {
     } else {
         out.push(PARAMETER_EXTENDED_LENGTH);
         out.push(PARAMETER_EXTENDED_LENGTH);
-        out.extend_from_slice(&(caps.len() as u16 + 3).to_be_bytes());
+        out.extend_from_slice(&(caps.len() as u16).wrapping_add(3).to_be_bytes());
         out.push(PARAMETER_CAPABILITIES);
         out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
         out.extend_from_slice(&caps);
