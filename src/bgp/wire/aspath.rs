@@ -62,9 +62,24 @@ impl AsPath {
     }
 }
 
-/// Decodes an AS_PATH (or, with `four_octet`, an AS4_PATH) value. The `Err` is the
-/// reason the attribute is malformed (RFC 7606 7.2, RFC 7607).
-pub(super) fn decode(mut input: &[u8], four_octet: bool) -> Result<AsPath, &'static str> {
+/// What a path may hold besides AS_SET and AS_SEQUENCE segments.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Confederation {
+    /// AS_PATH: we belong to no confederation, so a confederation segment makes the
+    /// path malformed (RFC 7606 7.2, RFC 5065 5).
+    Malformed,
+    /// AS4_PATH: confederation segments are dropped and the rest kept (RFC 6793 6).
+    Dropped,
+}
+
+/// Decodes an AS_PATH value in 2- or 4-octet form, or an AS4_PATH value (4-octet,
+/// `Confederation::Dropped`). The `Err` is the reason the attribute is malformed (RFC
+/// 7606 7.2, RFC 7607).
+pub(super) fn decode(
+    mut input: &[u8],
+    four_octet: bool,
+    confederation: Confederation,
+) -> Result<AsPath, &'static str> {
     let mut segments = Vec::new();
     while !input.is_empty() {
         let header: IResult<&[u8], (u8, u8), ()> = (be_u8, be_u8).parse_complete(input);
@@ -79,18 +94,20 @@ pub(super) fn decode(mut input: &[u8], four_octet: bool) -> Result<AsPath, &'sta
             count(be_u16.map(u32::from), usize::from(segment_len)).parse_complete(rest)
         };
         let (rest, asns) = asns.map_err(|_| "segment runs past the end of the attribute")?;
+        input = rest;
         if asns.contains(&0) {
             return Err("AS number 0 (RFC 7607)");
         }
-        segments.push(match segment_type {
-            AS_SET => AsSegment::Set(asns),
-            AS_SEQUENCE => AsSegment::Sequence(asns),
+        match segment_type {
+            AS_SET => segments.push(AsSegment::Set(asns)),
+            AS_SEQUENCE => segments.push(AsSegment::Sequence(asns)),
             AS_CONFED_SEQUENCE | AS_CONFED_SET => {
-                return Err("confederation segment from a peer outside our confederation");
+                if confederation == Confederation::Malformed {
+                    return Err("confederation segment from a peer outside our confederation");
+                }
             }
             _ => return Err("unknown segment type"),
-        });
-        input = rest;
+        }
     }
     Ok(AsPath { segments })
 }
@@ -198,7 +215,7 @@ mod tests {
         let mut out = Vec::new();
         encode(&path, false, &mut out);
         assert_eq!(out, [2, 2, 0xfd, 0xe9, 0xfd, 0xea, 1, 2, 0, 7, 0, 8]);
-        assert_eq!(decode(&out, false), Ok(path));
+        assert_eq!(decode(&out, false, Confederation::Malformed), Ok(path));
     }
 
     #[test]
@@ -211,7 +228,7 @@ mod tests {
         let mut out = Vec::new();
         encode(&path, true, &mut out);
         assert_eq!(out, [2, 2, 0xfa, 0x56, 0xea, 0x00, 0, 0, 0xfd, 0xe9]);
-        assert_eq!(decode(&out, true), Ok(path));
+        assert_eq!(decode(&out, true, Confederation::Malformed), Ok(path));
     }
 
     #[test]
@@ -220,20 +237,51 @@ mod tests {
         let mut out = Vec::new();
         encode(&path, true, &mut out);
         assert_eq!(out.len(), 2 + 255 * 4 + 2 + 45 * 4);
-        let decoded = decode(&out, true).unwrap();
+        let decoded = decode(&out, true, Confederation::Malformed).unwrap();
         assert_eq!(decoded.segments.len(), 2);
         assert_eq!(decoded.length(), 300);
     }
 
     #[test]
     fn malformed_segments_are_rejected() {
-        assert!(decode(&[2], false).is_err(), "lone octet");
-        assert!(decode(&[2, 0], false).is_err(), "zero length");
-        assert!(decode(&[2, 2, 0, 1], false).is_err(), "overrun");
-        assert!(decode(&[5, 1, 0, 1], false).is_err(), "unknown type");
-        assert!(decode(&[3, 1, 0, 1], false).is_err(), "confederation");
-        assert!(decode(&[2, 1, 0, 0], false).is_err(), "AS 0");
-        assert_eq!(decode(&[], false), Ok(AsPath::default()));
+        assert!(
+            decode(&[2], false, Confederation::Malformed).is_err(),
+            "lone octet"
+        );
+        assert!(
+            decode(&[2, 0], false, Confederation::Malformed).is_err(),
+            "zero length"
+        );
+        assert!(
+            decode(&[2, 2, 0, 1], false, Confederation::Malformed).is_err(),
+            "overrun"
+        );
+        assert!(
+            decode(&[5, 1, 0, 1], false, Confederation::Malformed).is_err(),
+            "unknown type"
+        );
+        assert!(
+            decode(&[3, 1, 0, 1], false, Confederation::Malformed).is_err(),
+            "confederation"
+        );
+        assert!(
+            decode(&[2, 1, 0, 0], false, Confederation::Malformed).is_err(),
+            "AS 0"
+        );
+        assert_eq!(
+            decode(&[], false, Confederation::Malformed),
+            Ok(AsPath::default())
+        );
+    }
+
+    #[test]
+    fn as4_path_drops_confederation_segments_and_keeps_the_rest() {
+        let as4 = [3, 1, 0, 0, 0xfd, 0xe9, 2, 1, 0xfa, 0x56, 0xea, 0x00];
+        assert_eq!(
+            decode(&as4, true, Confederation::Dropped),
+            Ok(AsPath::from_sequence(vec![4_200_000_000]))
+        );
+        assert!(decode(&as4, true, Confederation::Malformed).is_err());
     }
 
     #[test]

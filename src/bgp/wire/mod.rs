@@ -169,8 +169,10 @@ pub struct PathAttributes {
     pub large_communities: Vec<[u32; 3]>,
     pub mp_reach: Option<MpReach>,
     pub mp_unreach: Option<MpUnreach>,
-    /// Optional transitive attributes we do not know, kept (with flags) as received.
-    /// Unknown non-transitive ones are dropped.
+    /// Optional transitive attributes we do not know, kept (with flags) as received,
+    /// the Partial bit set as RFC 4271 5 asks. Unknown non-transitive ones are dropped.
+    /// MP_REACH_NLRI / MP_UNREACH_NLRI for families other than IPv4/IPv6 unicast are
+    /// kept here too, raw (see `Update::end_of_rib_family` for their End-of-RIB).
     pub unknown: Vec<RawAttribute>,
 }
 

@@ -11,7 +11,8 @@ use nom::number::complete::{be_u8, be_u16, be_u32};
 
 use super::error::BGP_VERSION;
 use super::{
-    Capability, DecodeError, ExtendedNextHop, Family, GracefulRestart, GracefulRestartFamily, Open,
+    AS_TRANS, Capability, DecodeError, ExtendedNextHop, Family, GracefulRestart,
+    GracefulRestartFamily, Open,
 };
 
 /// Optional parameter type 2 (RFC 5492).
@@ -32,6 +33,69 @@ const GR_NOTIFICATION: u8 = 0x40;
 const GR_FORWARDING_PRESERVED: u8 = 0x80;
 
 type Res<'a, T> = IResult<&'a [u8], T, ()>;
+
+impl Open {
+    /// The My AS field for `asn`: itself when it fits 2 octets, AS_TRANS otherwise (RFC
+    /// 6793 4.1; the real AS then goes in `Capability::FourOctetAs`).
+    pub fn my_as_field(asn: u32) -> u16 {
+        u16::try_from(asn).unwrap_or(AS_TRANS)
+    }
+
+    /// The value of the sender's 4-octet AS capability, if it sent one.
+    pub fn four_octet_as(&self) -> Option<u32> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::FourOctetAs(asn) => Some(*asn),
+            _ => None,
+        })
+    }
+
+    /// The sender's AS: its 4-octet AS capability if present, My AS otherwise.
+    pub fn asn(&self) -> u32 {
+        self.four_octet_as()
+            .unwrap_or_else(|| u32::from(self.my_as))
+    }
+
+    /// The families of its Multiprotocol capabilities; a sender with none of them
+    /// speaks IPv4 unicast only (RFC 4760 8).
+    pub fn families(&self) -> Vec<Family> {
+        let families: Vec<Family> = self
+            .capabilities
+            .iter()
+            .filter_map(|c| match c {
+                Capability::Multiprotocol(family) => Some(*family),
+                _ => None,
+            })
+            .collect();
+        if families.is_empty() {
+            vec![Family::IPV4_UNICAST]
+        } else {
+            families
+        }
+    }
+
+    /// Its Graceful Restart capability, if it sent one.
+    pub fn graceful_restart(&self) -> Option<&GracefulRestart> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(gr) => Some(gr),
+            _ => None,
+        })
+    }
+
+    /// Whether it may send `nlri` routes with a next hop of `nexthop_afi` (RFC 8950).
+    pub fn extended_next_hop(&self, nlri: Family, nexthop_afi: u16) -> bool {
+        self.capabilities.iter().any(|c| match c {
+            Capability::ExtendedNextHop(tuples) => tuples
+                .iter()
+                .any(|t| t.nlri == nlri && t.nexthop_afi == nexthop_afi),
+            _ => false,
+        })
+    }
+
+    /// Whether it sent the Route Refresh capability.
+    pub fn route_refresh(&self) -> bool {
+        self.capabilities.contains(&Capability::RouteRefresh)
+    }
+}
 
 fn malformed(reason: &'static str) -> DecodeError {
     DecodeError::MalformedOptionalParameters { reason }
@@ -203,7 +267,7 @@ pub(super) fn encode(open: &Open, out: &mut Vec<u8>) {
     } else {
         out.push(PARAMETER_EXTENDED_LENGTH);
         out.push(PARAMETER_EXTENDED_LENGTH);
-        out.extend_from_slice(&(caps.len() as u16 + 3).to_be_bytes());
+        out.extend_from_slice(&(caps.len() as u16).wrapping_add(3).to_be_bytes());
         out.push(PARAMETER_CAPABILITIES);
         out.extend_from_slice(&(caps.len() as u16).to_be_bytes());
         out.extend_from_slice(&caps);
@@ -405,6 +469,41 @@ mod tests {
         assert_eq!(with(10, &[1]).subcode, 4);
         assert_eq!(with(9, &[3]).subcode, 0, "parameter length mismatch");
         assert_eq!(with(11, &[1]).subcode, 0, "capability overruns");
+    }
+
+    #[test]
+    fn capability_queries_answer_from_the_capability_list() {
+        let gr = GracefulRestart {
+            restart_state: false,
+            notification: true,
+            restart_time: 120,
+            families: vec![],
+        };
+        let mut o = open(vec![
+            Capability::Multiprotocol(Family::IPV6_UNICAST),
+            Capability::FourOctetAs(4_200_000_000),
+            Capability::GracefulRestart(gr.clone()),
+            Capability::ExtendedNextHop(vec![ExtendedNextHop {
+                nlri: Family::IPV4_UNICAST,
+                nexthop_afi: 2,
+            }]),
+        ]);
+        o.my_as = Open::my_as_field(4_200_000_000);
+        assert_eq!(o.my_as, AS_TRANS);
+        assert_eq!(o.asn(), 4_200_000_000);
+        assert_eq!(o.families(), vec![Family::IPV6_UNICAST]);
+        assert_eq!(o.graceful_restart(), Some(&gr));
+        assert!(o.extended_next_hop(Family::IPV4_UNICAST, 2));
+        assert!(!o.extended_next_hop(Family::IPV6_UNICAST, 1));
+        assert!(!o.route_refresh());
+
+        let plain = open(vec![Capability::RouteRefresh]);
+        assert_eq!(plain.asn(), 65100);
+        assert_eq!(plain.four_octet_as(), None);
+        assert_eq!(plain.families(), vec![Family::IPV4_UNICAST]);
+        assert_eq!(plain.graceful_restart(), None);
+        assert!(plain.route_refresh());
+        assert_eq!(Open::my_as_field(65100), 65100);
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //!   AGGREGATOR (RFC 7606 7.6, 7.7) and a malformed AS4_PATH or AS4_AGGREGATOR (RFC 6793
 //!   6), as well as duplicates of any attribute but MP_REACH/MP_UNREACH (RFC 7606 3 g).
 //!
-//! MP_REACH for a family other than IPv4/IPv6 unicast is dropped from the decoded
-//! UPDATE (its next hop and NLRI cannot be represented); MP_UNREACH for such a family is
-//! kept only when it withdraws nothing, i.e. when it is that family's End-of-RIB.
+//! MP_REACH / MP_UNREACH for a family other than IPv4/IPv6 unicast go, as received, to
+//! `PathAttributes::unknown` (their next hop and NLRI have no typed form here), so they
+//! neither announce nor withdraw anything and the UPDATE is not mistaken for an IPv4
+//! End-of-RIB. The one exception is an empty MP_UNREACH: that family's End-of-RIB,
+//! decoded as an `MpUnreach` so that `Update::end_of_rib_family` names it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -26,6 +28,7 @@ use ipnet::IpNet;
 use nom::IResult;
 use nom::number::complete::{be_u8, be_u16};
 
+use super::aspath::Confederation;
 use super::nlri::{self, NlriError};
 use super::{
     AS_TRANS, Aggregator, AsPath, AttributeError, Context, DecodeError, Family, MpNextHop, MpReach,
@@ -314,7 +317,7 @@ impl<'c> AttributeParser<'c> {
                 [_] => self.withdraw(type_code, "undefined ORIGIN value"),
                 _ => self.withdraw(type_code, "ORIGIN length is not 1"),
             },
-            AS_PATH => match aspath::decode(value, four_octet) {
+            AS_PATH => match aspath::decode(value, four_octet, Confederation::Malformed) {
                 Ok(path) => a.as_path = Some(path),
                 Err(reason) => self.withdraw(type_code, reason),
             },
@@ -344,11 +347,20 @@ impl<'c> AttributeParser<'c> {
             },
             // RFC 6793 6: between 4-octet speakers these attributes are discarded, and a
             // malformed one is discarded too.
-            AS4_PATH if !four_octet => self.as4_path = aspath::decode(value, true).ok(),
+            AS4_PATH if !four_octet => {
+                self.as4_path = aspath::decode(value, true, Confederation::Dropped).ok()
+            }
             AS4_AGGREGATOR if !four_octet => self.as4_aggregator = decode_aggregator(value, true),
             AS4_PATH | AS4_AGGREGATOR => {}
-            MP_REACH_NLRI => a.mp_reach = decode_mp_reach(value, raw)?,
-            MP_UNREACH_NLRI => a.mp_unreach = decode_mp_unreach(value, raw)?,
+            // Families we do not speak stay raw (see the module comment).
+            MP_REACH_NLRI => match decode_mp_reach(value, raw)? {
+                Some(reach) => a.mp_reach = Some(reach),
+                None => a.unknown.push(raw_attribute(flags, type_code, value)),
+            },
+            MP_UNREACH_NLRI => match decode_mp_unreach(value, raw)? {
+                Some(unreach) => a.mp_unreach = Some(unreach),
+                None => a.unknown.push(raw_attribute(flags, type_code, value)),
+            },
             // Not reached: every other type code went to `unknown` above.
             _ => {}
         }
@@ -370,11 +382,8 @@ impl<'c> AttributeParser<'c> {
         // RFC 4271 5: an unrecognized optional transitive attribute is passed on with the
         // Partial bit set; a non-transitive one is quietly ignored.
         if flags & FLAG_TRANSITIVE != 0 {
-            self.attributes.unknown.push(RawAttribute {
-                flags: (flags & !FLAG_EXTENDED_LENGTH) | FLAG_PARTIAL,
-                type_code,
-                value: value.to_vec(),
-            });
+            let attribute = raw_attribute(flags | FLAG_PARTIAL, type_code, value);
+            self.attributes.unknown.push(attribute);
         }
         Ok(())
     }
@@ -397,6 +406,14 @@ impl<'c> AttributeParser<'c> {
                 .map(|path| aspath::merge_as4_path(path, as4));
         }
         (self.attributes, self.treat_as_withdraw)
+    }
+}
+
+fn raw_attribute(flags: u8, type_code: u8, value: &[u8]) -> RawAttribute {
+    RawAttribute {
+        flags: flags & !FLAG_EXTENDED_LENGTH,
+        type_code,
+        value: value.to_vec(),
     }
 }
 
@@ -505,7 +522,7 @@ fn decode_mp_unreach(value: &[u8], raw: &[u8]) -> Result<Option<MpUnreach>, Deco
     })?;
     let family = Family { afi, safi };
     if !supported(family) {
-        // Kept only as an End-of-RIB, which loses nothing.
+        // Decoded only as an End-of-RIB; anything else stays raw.
         return Ok(withdrawn.is_empty().then(|| MpUnreach {
             family,
             withdrawn: Vec::new(),
