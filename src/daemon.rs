@@ -19,22 +19,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
 use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
-use crate::bgp::wire::Family;
+use crate::bgp::wire::{Family, Notification};
 use crate::config::{Config, NeighborGroup};
 use crate::control;
 use crate::fib::diff::{FibOp, reconcile};
 use crate::fib::netlink::Fib;
 use crate::policy::{PeerLink, Rejection};
 use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
-
-/// Cease subcodes we send (RFC 4486).
-mod cease {
-    pub const MAX_PREFIXES: u8 = 1;
-    pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
-    pub const PEER_DECONFIGURED: u8 = 3;
-    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
-    pub const CONNECTION_COLLISION: u8 = 7;
-}
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(path: PathBuf, config: Config) -> ExitCode {
@@ -250,7 +241,7 @@ impl Daemon {
             tracing::info!(peer = %peer.name, "new connection replaces the old one");
             if let Some(commands) = peer.commands.take() {
                 let _ = commands.send(PeerCommand::Close {
-                    subcode: cease::CONNECTION_COLLISION,
+                    subcode: Notification::CEASE_CONNECTION_COLLISION_RESOLUTION,
                     keep_routes: true,
                 });
             }
@@ -510,7 +501,7 @@ impl Daemon {
             tracing::warn!(peer = %peer.name, max_prefixes = max, "maximum number of prefixes reached: closing with Cease 1");
             if let Some(commands) = &peer.commands {
                 let _ = commands.send(PeerCommand::Close {
-                    subcode: cease::MAX_PREFIXES,
+                    subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
                     keep_routes: false,
                 });
             }
@@ -734,8 +725,10 @@ impl Daemon {
         for peer in self.peers.values() {
             let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
             let subcode = match (old, groups.get(peer.group.as_str())) {
-                (_, None) => Some(cease::PEER_DECONFIGURED),
-                (Some(old), Some(new)) if old != *new => Some(cease::OTHER_CONFIGURATION_CHANGE),
+                (_, None) => Some(Notification::CEASE_PEER_DECONFIGURED),
+                (Some(old), Some(new)) if old != *new => {
+                    Some(Notification::CEASE_OTHER_CONFIGURATION_CHANGE)
+                }
                 _ => None,
             };
             if let (Some(subcode), Some(commands)) = (subcode, &peer.commands) {
@@ -779,7 +772,7 @@ impl Daemon {
             if let Some(commands) = &peer.commands {
                 open += 1;
                 let _ = commands.send(PeerCommand::Close {
-                    subcode: cease::ADMINISTRATIVE_SHUTDOWN,
+                    subcode: Notification::CEASE_ADMINISTRATIVE_SHUTDOWN,
                     keep_routes: true,
                 });
             }
@@ -862,10 +855,8 @@ impl Daemon {
                     .collect(),
             ),
             control::Request::Routes => Value::Array(
-                self.rib
-                    .installed()
-                    .map(|(p, h)| (p, h, false))
-                    .chain(self.adopted.iter().map(|(p, h)| (p, h.as_slice(), true)))
+                self.sorted_routes()
+                    .into_iter()
                     .map(|(prefix, hops, adopted)| {
                         json!({
                             "prefix": prefix.to_string(),
@@ -895,6 +886,18 @@ impl Daemon {
                     .collect(),
             ),
         }
+    }
+
+    /// What we want in the kernel, IPv4 first, by prefix; adopted routes flagged.
+    fn sorted_routes(&self) -> Vec<(&IpNet, &[NextHop], bool)> {
+        let mut routes: Vec<(&IpNet, &[NextHop], bool)> = self
+            .rib
+            .installed()
+            .map(|(p, h)| (p, h, false))
+            .chain(self.adopted.iter().map(|(p, h)| (p, h.as_slice(), true)))
+            .collect();
+        routes.sort_by_key(|(p, _, _)| **p);
+        routes
     }
 
     fn sorted_peers(&self) -> Vec<&Peer> {

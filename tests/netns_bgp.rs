@@ -15,10 +15,37 @@ fn ipv4_and_ipv6_pod_cidrs_over_one_ipv6_session_land_in_the_table_the_ipv4_one_
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
     let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
     lab.start_cilium_peer(&config);
-    lab.start_gobgp(&node, &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"));
+    lab.start_gobgp(
+        &node,
+        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
     lab.wait_gobgp_established(&node);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv4", "10.244.1.0/24", "origin", "igp"]);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv6", "fd00:ff00:1::/64", "origin", "igp"]);
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.1.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv6",
+            "fd00:ff00:1::/64",
+            "origin",
+            "igp",
+        ],
+    );
 
     let v4 = lab.wait_route("10.244.1.0/24");
     assert_eq!(v4["via"]["family"], "inet6", "{v4}");
@@ -30,7 +57,18 @@ fn ipv4_and_ipv6_pod_cidrs_over_one_ipv6_session_land_in_the_table_the_ipv4_one_
 
     // The host reaches an address inside the pod CIDR through the `via inet6` route.
     lab.addr(&node, "lo", "10.244.1.1/32");
-    lab.exec(&lab.host, &["ip", "rule", "add", "to", "10.244.0.0/16", "lookup", &TABLE.to_string()]);
+    lab.exec(
+        &lab.host,
+        &[
+            "ip",
+            "rule",
+            "add",
+            "to",
+            "10.244.0.0/16",
+            "lookup",
+            &TABLE.to_string(),
+        ],
+    );
     lab.exec(&lab.host, &["ping", "-c", "1", "-W", "5", "10.244.1.1"]);
 
     // `show` agrees with GoBGP and the kernel.
@@ -46,7 +84,10 @@ fn ipv4_and_ipv6_pod_cidrs_over_one_ipv6_session_land_in_the_table_the_ipv4_one_
     assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
 
     // Withdraw removes.
-    lab.gobgp(&node, &["global", "rib", "del", "-a", "ipv6", "fd00:ff00:1::/64"]);
+    lab.gobgp(
+        &node,
+        &["global", "rib", "del", "-a", "ipv6", "fd00:ff00:1::/64"],
+    );
     lab.wait_no_route("fd00:ff00:1::/64");
     assert!(lab.route("10.244.1.0/24").is_some());
 }
@@ -57,9 +98,36 @@ fn routes_added_before_the_session_is_up_still_arrive() {
         return;
     };
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    lab.start_gobgp(&node, &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"));
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv4", "10.244.7.0/24", "origin", "igp"]);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv6", "fd00:ff00:7::/64", "origin", "igp"]);
+    lab.start_gobgp(
+        &node,
+        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.7.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv6",
+            "fd00:ff00:7::/64",
+            "origin",
+            "igp",
+        ],
+    );
     let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
     lab.start_cilium_peer(&config);
     lab.wait_route("10.244.7.0/24");
@@ -74,10 +142,37 @@ fn an_ipv4_session_installs_ipv6_routes_via_the_nodes_link_local_address() {
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
     let config = host_config(&lab, &["[::]:179"], "192.0.2.0/24", "");
     lab.start_cilium_peer(&config);
-    lab.start_gobgp(&node, &GoBgpNode::cilium("192.0.2.11", "192.0.2.1", "192.0.2.11"));
+    lab.start_gobgp(
+        &node,
+        &GoBgpNode::cilium("192.0.2.11", "192.0.2.1", "192.0.2.11"),
+    );
     lab.wait_gobgp_established(&node);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv4", "10.244.2.0/24", "origin", "igp"]);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv6", "fd00:ff00:2::/64", "origin", "igp"]);
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.2.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv6",
+            "fd00:ff00:2::/64",
+            "origin",
+            "igp",
+        ],
+    );
 
     let v4 = lab.wait_route("10.244.2.0/24");
     assert_eq!(gateway(&v4), "192.0.2.11", "{v4}");
@@ -88,7 +183,8 @@ fn an_ipv4_session_installs_ipv6_routes_via_the_nodes_link_local_address() {
 }
 
 #[test]
-fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing_leaves_the_other() {
+fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing_leaves_the_other()
+{
     let Some(mut lab) = lab_or_skip("ecmp", &["gobgpd", "gobgp"]) else {
         return;
     };
@@ -96,18 +192,53 @@ fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing
     let b = lab.node("b", &["192.0.2.12/24", "2001:db8:1::12/64"]);
     let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
     lab.start_cilium_peer(&config);
-    lab.start_gobgp(&a, &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"));
-    lab.start_gobgp(&b, &GoBgpNode::cilium("192.0.2.12", "2001:db8:1::1", "2001:db8:1::12"));
+    lab.start_gobgp(
+        &a,
+        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
+    lab.start_gobgp(
+        &b,
+        &GoBgpNode::cilium("192.0.2.12", "2001:db8:1::1", "2001:db8:1::12"),
+    );
     lab.wait_gobgp_established(&a);
     lab.wait_gobgp_established(&b);
     for ns in [&a, &b] {
-        lab.gobgp(ns, &["global", "rib", "add", "-a", "ipv4", "198.51.100.7/32", "origin", "igp"]);
-        lab.gobgp(ns, &["global", "rib", "add", "-a", "ipv6", "2001:db8:ff::7/128", "origin", "incomplete"]);
+        lab.gobgp(
+            ns,
+            &[
+                "global",
+                "rib",
+                "add",
+                "-a",
+                "ipv4",
+                "198.51.100.7/32",
+                "origin",
+                "igp",
+            ],
+        );
+        lab.gobgp(
+            ns,
+            &[
+                "global",
+                "rib",
+                "add",
+                "-a",
+                "ipv6",
+                "2001:db8:ff::7/128",
+                "origin",
+                "incomplete",
+            ],
+        );
     }
     for prefix in ["198.51.100.7/32", "2001:db8:ff::7/128"] {
-        let route = wait_for(&format!("two next hops for {prefix}"), Duration::from_secs(30), || {
-            lab.route(prefix).filter(|r| r["nexthops"].as_array().is_some_and(|n| n.len() == 2))
-        });
+        let route = wait_for(
+            &format!("two next hops for {prefix}"),
+            Duration::from_secs(30),
+            || {
+                lab.route(prefix)
+                    .filter(|r| r["nexthops"].as_array().is_some_and(|n| n.len() == 2))
+            },
+        );
         let mut hops: Vec<String> = route["nexthops"]
             .as_array()
             .unwrap()
@@ -117,9 +248,13 @@ fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing
         hops.sort();
         assert_eq!(hops, ["2001:db8:1::11", "2001:db8:1::12"], "{route}");
     }
-    lab.gobgp(&a, &["global", "rib", "del", "-a", "ipv4", "198.51.100.7/32"]);
+    lab.gobgp(
+        &a,
+        &["global", "rib", "del", "-a", "ipv4", "198.51.100.7/32"],
+    );
     let left = wait_for("one next hop left", Duration::from_secs(30), || {
-        lab.route("198.51.100.7/32").filter(|r| r["nexthops"].is_null())
+        lab.route("198.51.100.7/32")
+            .filter(|r| r["nexthops"].is_null())
     });
     assert_eq!(gateway(&left), "2001:db8:1::12", "{left}");
 }
@@ -136,7 +271,19 @@ fn killing_a_node_without_graceful_restart_removes_its_routes_at_once() {
     gobgp.graceful_restart = false;
     lab.start_gobgp(&node, &gobgp);
     lab.wait_gobgp_established(&node);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv4", "10.244.3.0/24", "origin", "igp"]);
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.3.0/24",
+            "origin",
+            "igp",
+        ],
+    );
     lab.wait_route("10.244.3.0/24");
     lab.stop(&format!("gobgpd-{node}"), "KILL");
     // The kernel closes the dead process's socket: FIN, no graceful restart.
@@ -154,9 +301,14 @@ fn a_connection_from_outside_every_range_gets_no_session() {
     // Only 2001:db8:1::100/120 may peer; the node is outside it.
     let config = host_config(&lab, &["[::]:179"], "2001:db8:1::100/120", "");
     lab.start_cilium_peer(&config);
-    lab.start_gobgp(&node, &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"));
+    lab.start_gobgp(
+        &node,
+        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
     wait_for("the refusal to be logged", Duration::from_secs(20), || {
-        lab.log("cilium-peer").contains("outside every neighbor range").then_some(())
+        lab.log("cilium-peer")
+            .contains("outside every neighbor range")
+            .then_some(())
     });
     assert!(!lab.gobgp(&node, &["neighbor"]).contains("Establ"));
     assert!(lab.show("peers").as_array().unwrap().is_empty());
@@ -174,8 +326,32 @@ fn a_link_local_listen_address_on_a_hyphenated_bridge_takes_link_local_sessions(
     gobgp.local_address = None;
     lab.start_gobgp(&node, &gobgp);
     lab.wait_gobgp_established(&node);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv4", "10.244.4.0/24", "origin", "igp"]);
-    lab.gobgp(&node, &["global", "rib", "add", "-a", "ipv6", "fd00:ff00:4::/64", "origin", "igp"]);
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.4.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv6",
+            "fd00:ff00:4::/64",
+            "origin",
+            "igp",
+        ],
+    );
     let v4 = lab.wait_route("10.244.4.0/24");
     assert_eq!(v4["via"]["host"], "fe80::11", "{v4}");
     assert_eq!(v4["dev"], BRIDGE, "{v4}");

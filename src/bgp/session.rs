@@ -18,14 +18,6 @@ use super::wire::{
 /// should not hold a slot that long).
 pub const OPEN_WAIT: Duration = Duration::from_secs(60);
 
-/// Notification codes and subcodes this module sends (RFC 4271 4.5, RFC 6608).
-mod code {
-    pub const OPEN_MESSAGE: u8 = 2;
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
-    pub const FSM: u8 = 5;
-    pub const CEASE: u8 = 6;
-}
-
 /// What the local side offers to every peer of a neighbor group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -194,11 +186,7 @@ impl Session {
             return;
         }
         if self.hold_deadline.is_some_and(|d| now >= d) {
-            let notification = Notification {
-                code: code::HOLD_TIMER_EXPIRED,
-                subcode: 0,
-                data: Vec::new(),
-            };
+            let notification = Notification::hold_timer_expired();
             // A silent peer is a failed peer: a helper keeps its routes (RFC 4724 4).
             let keep = self.peer_graceful_restart();
             self.close_with(notification, keep);
@@ -220,7 +208,7 @@ impl Session {
                         .negotiated
                         .as_ref()
                         .is_some_and(Negotiated::notification_graceful)
-                    && !is_hard_reset(&n);
+                    && !n.is_hard_reset();
                 self.finish(CloseReason::NotificationReceived(n), keep);
             }
             (State::OpenSent, Message::Open(open)) => self.handle_open(now, open),
@@ -246,20 +234,13 @@ impl Session {
             // We announce nothing, so a refresh request has nothing to resend.
             (State::Established, Message::RouteRefresh(_)) => self.restart_hold_timer(now),
             (state, _) => {
-                // RFC 6608 subcodes: 1 OpenSent, 2 OpenConfirm, 3 Established.
+                // RFC 6608 subcodes name the state the message was unexpected in.
                 let subcode = match state {
-                    State::OpenSent => 1,
-                    State::OpenConfirm => 2,
-                    _ => 3,
+                    State::OpenSent => Notification::FSM_UNEXPECTED_IN_OPENSENT,
+                    State::OpenConfirm => Notification::FSM_UNEXPECTED_IN_OPENCONFIRM,
+                    _ => Notification::FSM_UNEXPECTED_IN_ESTABLISHED,
                 };
-                self.close_with(
-                    Notification {
-                        code: code::FSM,
-                        subcode,
-                        data: Vec::new(),
-                    },
-                    false,
-                );
+                self.close_with(Notification::fsm_error(subcode), false);
             }
         }
     }
@@ -283,14 +264,7 @@ impl Session {
     /// `keep_routes` is for our own restart, where the peer's routes should stay.
     pub fn close(&mut self, cease_subcode: u8, keep_routes: bool) {
         if self.state != State::Closed {
-            self.close_with(
-                Notification {
-                    code: code::CEASE,
-                    subcode: cease_subcode,
-                    data: Vec::new(),
-                },
-                keep_routes,
-            );
+            self.close_with(Notification::cease(cease_subcode), keep_routes);
         }
     }
 
@@ -345,16 +319,8 @@ impl Session {
     }
 }
 
-fn is_hard_reset(n: &Notification) -> bool {
-    n.code == code::CEASE && n.subcode == 9
-}
-
 fn open_error(subcode: u8, data: Vec<u8>) -> Notification {
-    Notification {
-        code: code::OPEN_MESSAGE,
-        subcode,
-        data,
-    }
+    Notification::new(Notification::OPEN_MESSAGE_ERROR, subcode, data)
 }
 
 /// Our OPEN: both unicast families, 4-octet AS, route refresh, extended next hop for IPv4
@@ -386,7 +352,7 @@ fn our_open(config: &SessionConfig) -> Open {
     }
     Open {
         version: 4,
-        my_as: u16::try_from(config.local_as).unwrap_or(AS_TRANS),
+        my_as: Open::my_as_field(config.local_as),
         hold_time: config.hold_time,
         bgp_identifier: config.router_id,
         capabilities,
@@ -396,7 +362,10 @@ fn our_open(config: &SessionConfig) -> Open {
 /// RFC 4271 6.2 checks and capability intersection.
 fn negotiate(config: &SessionConfig, open: &Open) -> Result<Negotiated, Notification> {
     if open.version != 4 {
-        return Err(open_error(1, vec![0, 4]));
+        return Err(open_error(
+            Notification::UNSUPPORTED_VERSION_NUMBER,
+            vec![0, 4],
+        ));
     }
     let four_octet = open.capabilities.iter().find_map(|c| match c {
         Capability::FourOctetAs(asn) => Some(*asn),
@@ -404,14 +373,20 @@ fn negotiate(config: &SessionConfig, open: &Open) -> Result<Negotiated, Notifica
     });
     let peer_as = four_octet.unwrap_or(u32::from(open.my_as));
     if peer_as != config.peer_as || (four_octet.is_none() && open.my_as == AS_TRANS) {
-        return Err(open_error(2, open.my_as.to_be_bytes().to_vec()));
+        return Err(open_error(
+            Notification::BAD_PEER_AS,
+            open.my_as.to_be_bytes().to_vec(),
+        ));
     }
     if open.hold_time == 1 || open.hold_time == 2 {
-        return Err(open_error(6, Vec::new()));
+        return Err(open_error(Notification::UNACCEPTABLE_HOLD_TIME, Vec::new()));
     }
     let ibgp = peer_as == config.local_as;
     if open.bgp_identifier.is_unspecified() || (ibgp && open.bgp_identifier == config.router_id) {
-        return Err(open_error(3, open.bgp_identifier.octets().to_vec()));
+        return Err(open_error(
+            Notification::BAD_BGP_IDENTIFIER,
+            open.bgp_identifier.octets().to_vec(),
+        ));
     }
 
     let offered: Vec<Family> = open

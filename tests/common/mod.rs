@@ -57,7 +57,9 @@ pub fn lab_or_skip(test: &str, needs: &[&str]) -> Option<Lab> {
     }
     for program in ["ip"].iter().chain(needs) {
         if !have(program) {
-            eprintln!("SKIP {test}: {program} is not installed (apt-get install gobgpd bird2 ndisc6 radvd)");
+            eprintln!(
+                "SKIP {test}: {program} is not installed (apt-get install gobgpd bird2 ndisc6 radvd)"
+            );
             return None;
         }
     }
@@ -72,7 +74,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -143,8 +148,14 @@ impl Lab {
         self.add_namespace(&ns);
         let host_end = format!("v{}{name}", self.id);
         let host_end = &host_end[..host_end.len().min(15)];
-        sh(&["ip", "link", "add", host_end, "netns", &self.host, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-        self.exec(&self.host, &["ip", "link", "set", host_end, "master", BRIDGE, "up"]);
+        sh(&[
+            "ip", "link", "add", host_end, "netns", &self.host, "type", "veth", "peer", "name",
+            "eth0", "netns", &ns,
+        ]);
+        self.exec(
+            &self.host,
+            &["ip", "link", "set", host_end, "master", BRIDGE, "up"],
+        );
         self.exec(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
         self.exec(&ns, &["ip", "link", "set", "eth0", "up"]);
         for a in addresses {
@@ -191,11 +202,17 @@ impl Lab {
         let path = self.write("config.json", config);
         let bin = env!("CARGO_BIN_EXE_cilium-peer");
         let host = self.host.clone();
-        self.spawn(&host, "cilium-peer", &[bin, "run", "--config", path.to_str().unwrap()]);
+        self.spawn(
+            &host,
+            "cilium-peer",
+            &[bin, "run", "--config", path.to_str().unwrap()],
+        );
         let socket = self.socket();
-        wait_for("cilium-peer's control socket", Duration::from_secs(10), || {
-            cilium_peer::control::query(&socket, "peers").ok()
-        });
+        wait_for(
+            "cilium-peer's control socket",
+            Duration::from_secs(10),
+            || cilium_peer::control::query(&socket, "peers").ok(),
+        );
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -211,7 +228,17 @@ impl Lab {
         // A table with no routes yet "does not exist": that is an empty answer.
         let out = self.try_exec(
             &self.host,
-            &["ip", "-j", family, "route", "show", "table", &TABLE.to_string(), "proto", &PROTO.to_string()],
+            &[
+                "ip",
+                "-j",
+                family,
+                "route",
+                "show",
+                "table",
+                &TABLE.to_string(),
+                "proto",
+                &PROTO.to_string(),
+            ],
         );
         let out = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str::<Value>(&out)
@@ -222,26 +249,44 @@ impl Lab {
 
     pub fn route(&self, prefix: &str) -> Option<Value> {
         let family = if prefix.contains(':') { "-6" } else { "-4" };
-        self.routes(family)
-            .into_iter()
-            .find(|r| r["dst"].as_str() == Some(prefix.trim_end_matches("/32").trim_end_matches("/128")) || r["dst"].as_str() == Some(prefix))
+        self.routes(family).into_iter().find(|r| {
+            r["dst"].as_str() == Some(prefix.trim_end_matches("/32").trim_end_matches("/128"))
+                || r["dst"].as_str() == Some(prefix)
+        })
     }
 
     pub fn wait_route(&self, prefix: &str) -> Value {
-        wait_for(&format!("route {prefix} in table {TABLE}\n{}", self.log("cilium-peer")), Duration::from_secs(30), || self.route(prefix))
+        wait_for(
+            &format!(
+                "route {prefix} in table {TABLE}\n{}",
+                self.log("cilium-peer")
+            ),
+            Duration::from_secs(30),
+            || self.route(prefix),
+        )
     }
 
     pub fn wait_no_route(&self, prefix: &str) {
-        wait_for(&format!("route {prefix} to leave table {TABLE}"), Duration::from_secs(30), || {
-            self.route(prefix).is_none().then_some(())
-        });
+        wait_for(
+            &format!("route {prefix} to leave table {TABLE}"),
+            Duration::from_secs(30),
+            || self.route(prefix).is_none().then_some(()),
+        );
     }
 
     /// Starts gobgpd in `ns` configured as Cilium's embedded GoBGP, peering with `host`.
     pub fn start_gobgp(&mut self, ns: &str, node: &GoBgpNode) {
         let label = format!("gobgpd-{ns}");
         let path = self.write(&format!("{ns}.toml"), &node.toml());
-        let mut args = vec!["gobgpd", "-f", path.to_str().unwrap(), "-p", "--api-hosts", "127.0.0.1:50061", "--pprof-disable"];
+        let mut args = vec![
+            "gobgpd",
+            "-f",
+            path.to_str().unwrap(),
+            "-p",
+            "--api-hosts",
+            "127.0.0.1:50061",
+            "--pprof-disable",
+        ];
         if node.graceful_restart {
             args.push("-r");
         }
@@ -249,7 +294,10 @@ impl Lab {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.spawn(ns, &label, &args);
         wait_for("gobgpd's API", Duration::from_secs(10), || {
-            self.try_exec(ns, &["gobgp", "-p", "50061", "global"]).status.success().then_some(())
+            self.try_exec(ns, &["gobgp", "-p", "50061", "global"])
+                .status
+                .success()
+                .then_some(())
         });
     }
 
@@ -261,9 +309,18 @@ impl Lab {
 
     /// Waits until GoBGP in `ns` reports its session Established.
     pub fn wait_gobgp_established(&self, ns: &str) {
-        wait_for(&format!("GoBGP in {ns} to reach Established\n{}", self.log("cilium-peer")), Duration::from_secs(30), || {
-            self.gobgp(ns, &["neighbor"]).contains("Establ").then_some(())
-        });
+        wait_for(
+            &format!(
+                "GoBGP in {ns} to reach Established\n{}",
+                self.log("cilium-peer")
+            ),
+            Duration::from_secs(30),
+            || {
+                self.gobgp(ns, &["neighbor"])
+                    .contains("Establ")
+                    .then_some(())
+            },
+        );
     }
 }
 
