@@ -2,3 +2,4 @@
 //! into a kernel table, and an IPv6 router advertisement sender for the host's bridges.
 
 pub mod bgp;
+pub mod ra;

@@ -1,0 +1,4 @@
+//! IPv6 router advertisements on the host's bridges (RFC 4861 router side), replacing radvd.
+//! `packet` is the wire format.
+
+pub mod packet;
