@@ -138,6 +138,18 @@ pub struct RaHandle {
 pub fn spawn(bridges: Vec<Bridge>) -> RaHandle {
     let (commands, rx) = mpsc::unbounded_channel();
     let status = StatusTable::default();
+    // The status is there from the start, before the supervisor first runs.
+    status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(bridges.iter().map(|b| {
+            let state = if b.enabled() {
+                RaState::Waiting
+            } else {
+                RaState::Disabled
+            };
+            (b.ifname.clone(), Status::new(state))
+        }));
     let supervisor = tokio::spawn(supervise(bridges, rx, status.clone()));
     RaHandle {
         commands,
