@@ -1,1 +1,80 @@
-fn main() {}
+//! The command line: parses arguments and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cilium_peer::config::{self, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "cilium-peer",
+    version,
+    about = "Passive dual-stack BGP for Cilium into the kernel FIB, with IPv6 router advertisements"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0 when valid, 1 with every error on stderr.
+    Check {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Ask the running daemon what it is doing.
+    Show {
+        what: Show,
+        /// One JSON document on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = config::DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Show {
+    Peers,
+    Routes,
+    Bridges,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(_) => {
+                eprintln!("{}: valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: invalid\n{errors}", config.display());
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config: path } => match Config::load(&path) {
+            Ok(config) => cilium_peer::daemon::run(path, config),
+            Err(errors) => {
+                eprintln!("{}: invalid\n{errors}", path.display());
+                ExitCode::from(1)
+            }
+        },
+        Command::Show { what, json, socket } => {
+            let what = match what {
+                Show::Peers => "peers",
+                Show::Routes => "routes",
+                Show::Bridges => "bridges",
+            };
+            cilium_peer::control::show(&socket, what, json)
+        }
+    }
+}

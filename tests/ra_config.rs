@@ -473,3 +473,41 @@ fn another_routers_conflicting_values_are_found_and_unspecified_ones_are_not() {
         ]
     );
 }
+
+#[test]
+fn parsing_the_ra_object_of_the_config_file_names_the_path_of_a_bad_value() {
+    use cilium_peer::ra::config::parse;
+    let path = "bridges.vmbr-dev.ra";
+    let value: serde_json::Value =
+        serde_json::from_str(r#"{"routes": [{"prefix": "2001:db8::/129"}]}"#).unwrap();
+    let errors = parse(path, &value).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].0, "bridges.vmbr-dev.ra.routes[0].prefix");
+    assert_eq!(errors[0].1, "\"2001:db8::/129\": invalid IP address syntax");
+    let value: serde_json::Value =
+        serde_json::from_str(r#"{"min_interval": 200, "max_interval": 150}"#).unwrap();
+    assert_eq!(
+        parse(path, &value).unwrap_err(),
+        [(
+            "bridges.vmbr-dev.ra.min_interval".to_string(),
+            "200 is above 0.75 x max_interval 150".to_string()
+        )]
+    );
+    assert_eq!(
+        parse(path, &serde_json::json!({})).unwrap(),
+        RaConfig::default()
+    );
+}
+
+#[test]
+fn a_bridge_from_the_config_file_keeps_only_its_ipv6_prefixes() {
+    let prefixes: Vec<ipnet::IpNet> = vec![
+        "192.0.2.0/24".parse().unwrap(),
+        "2001:db8:1::/64".parse().unwrap(),
+    ];
+    let bridge =
+        cilium_peer::ra::Bridge::from_config("vmbr-dev", &prefixes, &serde_json::json!({}))
+            .unwrap();
+    assert_eq!(bridge.prefixes, [net("2001:db8:1::/64")]);
+    assert!(bridge.ra.enabled(!bridge.prefixes.is_empty()));
+}

@@ -1,7 +1,8 @@
 //! RA end to end in network namespaces: a host namespace with a hyphenated bridge, a guest
 //! namespace behind a veth port, the kernel's own SLAAC and rdisc6 as receivers, radvd as
-//! the reference. The RA service runs on a thread that entered the host namespace (setns),
-//! exactly as the daemon calls it: `ra::spawn`, `reload`, `stop`. Needs root, `ip`,
+//! the reference. The daemon binary runs in the host namespace (`cilium-peer run`), is
+//! reloaded with SIGHUP, stopped with SIGTERM or restarted with SIGUSR2, and its RA status
+//! read with `cilium-peer show bridges --json`. Needs root, `ip`,
 //! `rdisc6` (ndisc6) and, for the parity test, `radvd`; skips with a message otherwise.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -10,8 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cilium_peer::ra::{self, Bridge, BridgeStatus, RaConfig, StopMode};
-use tokio::sync::{mpsc, oneshot};
+use cilium_peer::ra::{Bridge, RaConfig, StopMode};
 
 const BRIDGE: &str = "vmbr-dev";
 
@@ -150,77 +150,136 @@ impl Drop for Net {
     }
 }
 
-enum Request {
-    Snapshot(oneshot::Sender<Vec<BridgeStatus>>),
-    Reload(Vec<Bridge>),
-    Stop(StopMode, oneshot::Sender<()>),
+/// A bridge's RA status as `cilium-peer show bridges --json` prints it.
+#[derive(Debug, serde::Deserialize)]
+struct Status {
+    state: String,
+    link_local: Option<Ipv6Addr>,
+    ras_sent: u64,
+    rs_received: u64,
+    rs_invalid: u64,
+    deprecated: Vec<ipnet::Ipv6Net>,
 }
 
-/// The RA service running inside a namespace, on its own thread and runtime.
+/// The daemon, `cilium-peer run`, inside the host namespace with a config of only
+/// `router_id`, `asn`, `bridges` and a control socket of its own.
 struct Service {
-    requests: mpsc::UnboundedSender<Request>,
-    thread: Option<thread::JoinHandle<()>>,
+    child: Option<std::process::Child>,
+    config: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+fn write_config(path: &std::path::Path, socket: &std::path::Path, bridges: &[Bridge]) {
+    let bridges: serde_json::Map<String, serde_json::Value> = bridges
+        .iter()
+        .map(|b| {
+            let prefixes: Vec<String> = b.prefixes.iter().map(ToString::to_string).collect();
+            (
+                b.ifname.clone(),
+                serde_json::json!({ "prefixes": prefixes, "ra": b.ra }),
+            )
+        })
+        .collect();
+    let config = serde_json::json!({
+        "router_id": "192.0.2.1",
+        "asn": 65100,
+        "bridges": bridges,
+        "control_socket": socket,
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
 }
 
 impl Service {
     fn start(netns: &str, bridges: Vec<Bridge>) -> Service {
-        let path = format!("/var/run/netns/{netns}");
-        let (requests, mut rx) = mpsc::unbounded_channel();
-        let thread = thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let handle = ra::spawn(bridges);
-                while let Some(request) = rx.recv().await {
-                    match request {
-                        Request::Snapshot(reply) => {
-                            let _ = reply.send(handle.snapshot());
-                        }
-                        Request::Reload(bridges) => handle.reload(bridges),
-                        Request::Stop(mode, reply) => {
-                            handle.stop(mode).await;
-                            let _ = reply.send(());
-                            return;
-                        }
-                    }
-                }
-            });
-        });
-        Service {
-            requests,
-            thread: Some(thread),
+        let dir = std::env::temp_dir();
+        let config = dir.join(format!("{netns}.json"));
+        let socket = dir.join(format!("{netns}.sock"));
+        write_config(&config, &socket, &bridges);
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                env!("CARGO_BIN_EXE_cilium-peer"),
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap();
+        let service = Service {
+            child: Some(child),
+            config,
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !service.socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never opened its control socket"
+            );
+            thread::sleep(Duration::from_millis(50));
         }
+        service
     }
 
-    fn snapshot(&self) -> Vec<BridgeStatus> {
-        let (tx, rx) = oneshot::channel();
-        self.requests.send(Request::Snapshot(tx)).unwrap();
-        rx.blocking_recv().unwrap()
+    fn snapshot(&self) -> Vec<Status> {
+        let out = Command::new(env!("CARGO_BIN_EXE_cilium-peer"))
+            .args(["show", "bridges", "--json", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "show bridges: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bridges: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        bridges
+            .into_iter()
+            .map(|b| serde_json::from_value(b["ra"].clone()).unwrap())
+            .collect()
     }
 
+    /// A new config file, then SIGHUP.
     fn reload(&self, bridges: Vec<Bridge>) {
-        self.requests.send(Request::Reload(bridges)).unwrap();
+        write_config(&self.config, &self.socket, &bridges);
+        self.signal("HUP");
+        thread::sleep(Duration::from_millis(300));
     }
 
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().unwrap().id();
+        // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+        assert!(
+            Command::new("kill")
+                .args(["-s", name, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// SIGTERM (final RAs) or SIGUSR2 (the restart signal: none), then waits for the exit.
     fn stop(mut self, mode: StopMode) {
-        let (tx, rx) = oneshot::channel();
-        self.requests.send(Request::Stop(mode, tx)).unwrap();
-        rx.blocking_recv().unwrap();
-        self.thread.take().unwrap().join().unwrap();
+        self.signal(match mode {
+            StopMode::Final => "TERM",
+            StopMode::Restart => "USR2",
+        });
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(status.success(), "the daemon exited with {status}");
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let (tx, _rx) = oneshot::channel();
-            let _ = self.requests.send(Request::Stop(StopMode::Restart, tx));
-            let _ = thread.join();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -266,7 +325,7 @@ fn a_guest_behind_a_hyphenated_bridge_gets_a_slaac_address_a_default_route_and_a
         "the Route Information option did not become a route via {ll}:\n{out}"
     );
     let status = &service.snapshot()[0];
-    assert_eq!(status.state, ra::RaState::Advertising);
+    assert_eq!(status.state, "advertising");
     assert_eq!(status.link_local, Some(ll));
     assert!(status.ras_sent >= 1);
     service.stop(StopMode::Restart);
@@ -369,7 +428,7 @@ fn a_bridge_created_after_the_start_gets_ras() {
     let net = Net::new();
     let service = Service::start(&net.host, vec![bridge(SETTINGS)]);
     thread::sleep(Duration::from_millis(500));
-    assert_eq!(service.snapshot()[0].state, ra::RaState::Waiting);
+    assert_eq!(service.snapshot()[0].state, "waiting");
     net.bridge();
     let ll = net.host_link_local();
     let (ok, out) = net.wait_guest("ip -6 route show default dev eth0", 15, |o| {
@@ -379,7 +438,7 @@ fn a_bridge_created_after_the_start_gets_ras() {
         ok,
         "no default route via {ll} after the bridge appeared:\n{out}"
     );
-    assert_eq!(service.snapshot()[0].state, ra::RaState::Advertising);
+    assert_eq!(service.snapshot()[0].state, "advertising");
     service.stop(StopMode::Restart);
 }
 
@@ -545,7 +604,7 @@ fn a_solicitation_with_hop_limit_254_gets_no_answer_and_one_with_255_does() {
     let service = Service::start(&net.host, vec![bridge(SETTINGS)]);
     net.host_link_local();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while service.snapshot()[0].state != ra::RaState::Advertising {
+    while service.snapshot()[0].state != "advertising" {
         assert!(Instant::now() < deadline, "never advertising");
         thread::sleep(Duration::from_millis(100));
     }
@@ -577,6 +636,6 @@ fn the_status_of_a_disabled_bridge_says_so() {
     let service = Service::start(&net.host, vec![off]);
     let status = service.snapshot();
     assert_eq!(status.len(), 1);
-    assert_eq!(status[0].state, ra::RaState::Disabled);
+    assert_eq!(status[0].state, "disabled");
     service.stop(StopMode::Final);
 }

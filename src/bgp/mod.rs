@@ -1,4 +1,7 @@
-//! The BGP half: wire codec, the per-session state machine, and the listener that drives
-//! sessions over TCP.
+//! The BGP half: wire codec, the per-session state machine, the driver that runs a session
+//! over its TCP connection, and the listening sockets.
 
+pub mod listener;
+pub mod peer;
+pub mod session;
 pub mod wire;

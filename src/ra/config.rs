@@ -435,3 +435,33 @@ fn check_domain(domain: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// Parses a bridge's `ra` object as written in the config file and validates it. `path` is
+/// the object's JSON path (`bridges.vmbr-dev.ra`); every error names its path and value.
+pub fn parse(path: &str, value: &serde_json::Value) -> Result<RaConfig, Vec<(String, String)>> {
+    let config: RaConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let at = if inner == "." {
+            path.to_string()
+        } else {
+            format!("{path}.{inner}")
+        };
+        // Name the offending value, which serde's message may not.
+        let offending = e.path().iter().try_fold(value, |v, segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => v.get(*index),
+            serde_path_to_error::Segment::Map { key } => v.get(key.as_str()),
+            _ => None,
+        });
+        let message = match offending {
+            Some(v) if !v.is_object() && !v.is_array() => format!("{v}: {}", e.into_inner()),
+            _ => e.into_inner().to_string(),
+        };
+        vec![(at, message)]
+    })?;
+    let errors = config.validate(path);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}

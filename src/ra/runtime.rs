@@ -30,6 +30,26 @@ pub struct Bridge {
 }
 
 impl Bridge {
+    /// The bridge `ifname` as the config file has it: its prefixes (IPv4 ones are left out)
+    /// and its `ra` object, parsed and validated (see [`super::config::parse`]).
+    pub fn from_config(
+        ifname: &str,
+        prefixes: &[ipnet::IpNet],
+        ra: &serde_json::Value,
+    ) -> Result<Bridge, Vec<(String, String)>> {
+        Ok(Bridge {
+            ifname: ifname.to_string(),
+            prefixes: prefixes
+                .iter()
+                .filter_map(|p| match p {
+                    ipnet::IpNet::V6(v6) => Some(v6.trunc()),
+                    ipnet::IpNet::V4(_) => None,
+                })
+                .collect(),
+            ra: super::config::parse(&format!("bridges.{ifname}.ra"), ra)?,
+        })
+    }
+
     fn enabled(&self) -> bool {
         self.ra.enabled(!self.prefixes.is_empty())
     }

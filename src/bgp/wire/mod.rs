@@ -3,12 +3,27 @@
 //! (RFC 4724/8538), route refresh (RFC 2918), large communities (RFC 8092), and RFC 7606
 //! revised error handling. Pure: bytes in, typed messages out, and back. No IO, no clock.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
+mod aspath;
 mod error;
-pub use error::{DecodeError, Notification};
+mod message;
+mod nlri;
+mod notification;
+mod open;
+mod update;
+
+pub use error::{BGP_VERSION, DecodeError};
+pub use message::{KEEPALIVE, NOTIFICATION, OPEN, ROUTE_REFRESH, UPDATE, decode, encode};
+pub use notification::Notification;
+pub use update::{
+    AGGREGATOR, AS_PATH, AS4_AGGREGATOR, AS4_PATH, ATOMIC_AGGREGATE, COMMUNITIES,
+    FLAG_EXTENDED_LENGTH, FLAG_OPTIONAL, FLAG_PARTIAL, FLAG_TRANSITIVE, LARGE_COMMUNITY,
+    LOCAL_PREF, MP_REACH_NLRI, MP_UNREACH_NLRI, MULTI_EXIT_DISC, NEXT_HOP, ORIGIN,
+};
 
 /// Every BGP message starts with 16 bytes of ones.
 pub const MARKER: [u8; 16] = [0xff; 16];
@@ -32,6 +47,17 @@ impl Family {
     pub const IPV6_UNICAST: Family = Family { afi: 2, safi: 1 };
 }
 
+/// "IPv4 unicast", "IPv6 unicast", or the numbers ("AFI 25 SAFI 70").
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Family::IPV4_UNICAST => f.write_str("IPv4 unicast"),
+            Family::IPV6_UNICAST => f.write_str("IPv6 unicast"),
+            Family { afi, safi } => write!(f, "AFI {afi} SAFI {safi}"),
+        }
+    }
+}
+
 /// What the decoder needs to know about the session (negotiated in OPEN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Context {
@@ -39,6 +65,9 @@ pub struct Context {
     pub four_octet_as: bool,
 }
 
+// A decoded message lives briefly on its way from the socket to the session; boxing the
+// UPDATE would cost an allocation per message to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Open(Open),

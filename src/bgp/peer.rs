@@ -1,0 +1,312 @@
+//! Drives one accepted BGP connection: bytes to the codec, messages to the session state
+//! machine, its outputs back to the socket. UPDATEs are turned into route batches here
+//! (import policy and next hop resolution), so sessions work in parallel and the daemon
+//! only merges their results. One task per connection; it ends when the session does.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::session::{Closed, Negotiated, Output, Session, SessionConfig};
+use super::wire::{self, Family, Update};
+use crate::config::ImportRule;
+use crate::neighbor;
+use crate::policy::{self, PeerLink, Rejection, Resolution};
+use crate::rib::{Path, PathAttrs};
+
+/// Identifies one connection, so that events of a replaced connection are recognised.
+pub type ConnId = u64;
+
+/// Everything a connection needs to know, fixed when it is accepted.
+#[derive(Debug, Clone)]
+pub struct PeerSetup {
+    pub conn: ConnId,
+    pub name: String,
+    pub link: PeerLink,
+    pub session: SessionConfig,
+    pub import: Vec<ImportRule>,
+    /// Every bridge's prefixes (no learned route may overlap them).
+    pub bridge_prefixes: Vec<IpNet>,
+}
+
+/// Routes learned from one UPDATE, after policy.
+#[derive(Debug, Default)]
+pub struct RouteBatch {
+    pub announce: Vec<(IpNet, Path)>,
+    /// Withdrawn, and refused prefixes (a refused announcement replaces any earlier path).
+    pub withdraw: Vec<IpNet>,
+    pub rejected: Vec<(IpNet, Rejection)>,
+}
+
+#[derive(Debug)]
+pub enum PeerEvent {
+    Up(ConnId, Negotiated),
+    Routes(ConnId, RouteBatch),
+    EndOfRib(ConnId, Family),
+    Down(ConnId, Closed),
+}
+
+/// What the daemon may ask of a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum PeerCommand {
+    /// Send a Cease with this subcode and end; `keep_routes` as for `Session::close`.
+    Close { subcode: u8, keep_routes: bool },
+}
+
+/// Runs the connection until the session ends; reports to `events`.
+pub async fn drive(
+    stream: TcpStream,
+    setup: PeerSetup,
+    events: mpsc::Sender<PeerEvent>,
+    mut commands: mpsc::UnboundedReceiver<PeerCommand>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut session = Session::accept(Instant::now(), setup.session.clone());
+    let mut updates = UpdateImporter::new(&setup);
+    let mut buffer: Vec<u8> = Vec::with_capacity(2 * wire::MAX_MESSAGE_LEN);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let conn = setup.conn;
+    let mut commands_open = true;
+
+    loop {
+        // Act on everything the session has to say before waiting again.
+        while let Some(output) = session.poll_output() {
+            match output {
+                Output::Send(message) => {
+                    let bytes = wire::encode(&message, &session.context());
+                    if writer.write_all(&bytes).await.is_err() {
+                        session.handle_transport_closed();
+                    }
+                }
+                Output::Established(negotiated) => {
+                    let _ = events.send(PeerEvent::Up(conn, negotiated)).await;
+                }
+                Output::Update(update) => {
+                    let batch = updates.import(update).await;
+                    let _ = events.send(PeerEvent::Routes(conn, batch)).await;
+                }
+                Output::EndOfRib(family) => {
+                    let _ = events.send(PeerEvent::EndOfRib(conn, family)).await;
+                }
+                Output::Closed(closed) => {
+                    let _ = writer.shutdown().await;
+                    let _ = events.send(PeerEvent::Down(conn, closed)).await;
+                    return;
+                }
+            }
+        }
+        let deadline = session
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            read = reader.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => session.handle_transport_closed(),
+                Ok(n) => {
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let mut consumed = 0;
+                    loop {
+                        match wire::decode(&buffer[consumed..], &session.context()) {
+                            Ok(Some((message, used))) => {
+                                consumed += used;
+                                session.handle_message(Instant::now(), message);
+                                if matches!(session.state(), super::session::State::Closed) {
+                                    break;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                tracing::warn!(peer = %setup.name, address = %setup.link.address, %error, "malformed message");
+                                session.handle_decode_error(&error);
+                                break;
+                            }
+                        }
+                    }
+                    buffer.drain(..consumed);
+                }
+            },
+            () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
+            command = commands.recv(), if commands_open => match command {
+                Some(PeerCommand::Close { subcode, keep_routes }) => session.close(subcode, keep_routes),
+                None => commands_open = false,
+            },
+        }
+    }
+}
+
+/// Turns UPDATEs into route batches for one connection.
+struct UpdateImporter {
+    name: String,
+    link: PeerLink,
+    import: Vec<ImportRule>,
+    bridge_prefixes: Vec<IpNet>,
+    /// GoBGP sends one UPDATE per path with the same attributes: share them.
+    last_attrs: Option<Arc<PathAttrs>>,
+    /// IPv4 node address -> its IPv6 link-local address on our bridge.
+    link_locals: Vec<(Ipv4Addr, Option<Ipv6Addr>)>,
+    log: RateLimitedLog,
+}
+
+impl UpdateImporter {
+    fn new(setup: &PeerSetup) -> Self {
+        UpdateImporter {
+            name: setup.name.clone(),
+            link: setup.link.clone(),
+            import: setup.import.clone(),
+            bridge_prefixes: setup.bridge_prefixes.clone(),
+            last_attrs: None,
+            link_locals: Vec::new(),
+            log: RateLimitedLog::default(),
+        }
+    }
+
+    async fn import(&mut self, update: Update) -> RouteBatch {
+        let mut batch = RouteBatch::default();
+        let attributes = &update.attributes;
+        batch
+            .withdraw
+            .extend(update.withdrawn_routes.iter().copied().map(IpNet::V4));
+        if let Some(unreach) = &attributes.mp_unreach {
+            batch.withdraw.extend(unreach.withdrawn.iter().copied());
+        }
+        let mut reachable: Vec<(IpNet, IpAddr, Option<Ipv6Addr>)> = Vec::new();
+        if let Some(next_hop) = attributes.next_hop {
+            reachable.extend(
+                update
+                    .nlri
+                    .iter()
+                    .map(|p| (IpNet::V4(*p), IpAddr::V4(next_hop), None)),
+            );
+        }
+        if let Some(reach) = &attributes.mp_reach {
+            reachable.extend(
+                reach
+                    .nlri
+                    .iter()
+                    .map(|p| (*p, reach.next_hop.address, reach.next_hop.link_local)),
+            );
+        }
+        if let Some(error) = &update.treat_as_withdraw {
+            tracing::warn!(
+                peer = %self.name, attribute = error.type_code, reason = %error.reason,
+                routes = reachable.len(), "malformed attribute: routes of this UPDATE treated as withdrawn (RFC 7606)"
+            );
+            for (prefix, _, _) in reachable {
+                batch.withdraw.push(prefix);
+                batch.rejected.push((prefix, Rejection::TreatAsWithdraw));
+            }
+            return batch;
+        }
+        if reachable.is_empty() {
+            return batch;
+        }
+        let attrs = self.path_attrs(&update);
+        for (prefix, announced, link_local) in reachable {
+            let resolution =
+                match policy::check_prefix(&prefix, &self.bridge_prefixes, &self.import) {
+                    Err(why) => Resolution::Rejected(why),
+                    Ok(()) => {
+                        match policy::resolve_next_hop(&self.link, &prefix, announced, link_local) {
+                            Resolution::NeedsLinkLocalOf(v4) => {
+                                let ll = self.link_local_of(v4).await;
+                                policy::resolve_link_local(&self.link, ll)
+                            }
+                            other => other,
+                        }
+                    }
+                };
+            match resolution {
+                Resolution::Ready(next_hop) => batch.announce.push((
+                    prefix,
+                    Path {
+                        next_hop,
+                        attrs: attrs.clone(),
+                    },
+                )),
+                Resolution::Rejected(why) => {
+                    self.log.rejected(&self.name, &prefix, announced, why);
+                    batch.withdraw.push(prefix);
+                    batch.rejected.push((prefix, why));
+                }
+                Resolution::NeedsLinkLocalOf(_) => unreachable!("resolved above"),
+            }
+        }
+        batch
+    }
+
+    fn path_attrs(&mut self, update: &Update) -> Arc<PathAttrs> {
+        let a = &update.attributes;
+        let as_path = a.as_path.clone().unwrap_or_default();
+        let attrs = PathAttrs {
+            local_pref: a.local_pref.unwrap_or(100),
+            as_path_len: u32::try_from(as_path.length()).unwrap_or(u32::MAX),
+            neighbor_as: as_path.neighbor_as(),
+            origin: a.origin.map_or(2, |o| o as u8),
+            med: a.multi_exit_disc.unwrap_or(0),
+        };
+        match &self.last_attrs {
+            Some(last) if **last == attrs => last.clone(),
+            _ => {
+                let shared = Arc::new(attrs);
+                self.last_attrs = Some(shared.clone());
+                shared
+            }
+        }
+    }
+
+    async fn link_local_of(&mut self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+        if let Some((_, known)) = self.link_locals.iter().find(|(a, _)| *a == v4)
+            && known.is_some()
+        {
+            return *known;
+        }
+        let ifindex = self.link.ifindex?;
+        let found = neighbor::link_local_of(ifindex, v4).await;
+        self.link_locals.retain(|(a, _)| *a != v4);
+        self.link_locals.push((v4, found));
+        if found.is_none() {
+            tracing::warn!(
+                peer = %self.name, node = %v4,
+                "IPv6 routes arrive with next hop ::ffff:{v4}, and the node's IPv6 link-local address \
+                 is not in the neighbor table of its bridge: treating them as withdrawn. Fix: peer over \
+                 IPv6 (the node's global or link-local address), or make sure the node answers IPv6 \
+                 neighbor discovery on the bridge"
+            );
+        }
+        found
+    }
+}
+
+/// Logs refused prefixes, at most one line every 10 seconds per session.
+#[derive(Default)]
+struct RateLimitedLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn rejected(&mut self, peer: &str, prefix: &IpNet, next_hop: IpAddr, why: Rejection) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            peer, %prefix, %next_hop, reason = %why, suppressed = self.suppressed,
+            "route refused by import policy"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}

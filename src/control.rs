@@ -1,0 +1,270 @@
+//! The control socket behind `cilium-peer show`: a unix stream socket (mode 0660) where a
+//! client writes one request line (`peers`, `routes` or `bridges`) and reads one JSON
+//! document back. The daemon's event loop builds the answer; this module only carries it,
+//! and prints it for humans.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// What `show` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Peers,
+    Routes,
+    Bridges,
+}
+
+impl Request {
+    fn parse(line: &str) -> Option<Request> {
+        match line.trim() {
+            "peers" => Some(Request::Peers),
+            "routes" => Some(Request::Routes),
+            "bridges" => Some(Request::Bridges),
+            _ => None,
+        }
+    }
+}
+
+/// Binds the socket (replacing a stale one) and serves it in the background; each request
+/// goes to `daemon` with a channel for the answer.
+pub fn serve(
+    path: &Path,
+    daemon: mpsc::Sender<(Request, oneshot::Sender<Value>)>,
+) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let daemon = daemon.clone();
+            tokio::spawn(async move {
+                let (reader, mut writer) = stream.into_split();
+                let mut line = String::new();
+                // A request is one short line; bound what a client may send.
+                let mut reader = tokio::io::BufReader::new(reader.take(256));
+                if reader.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let answer = match Request::parse(&line) {
+                    Some(request) => {
+                        let (tx, rx) = oneshot::channel();
+                        if daemon.send((request, tx)).await.is_err() {
+                            return;
+                        }
+                        rx.await.unwrap_or(Value::Null)
+                    }
+                    None => {
+                        serde_json::json!({ "error": format!("unknown request {:?}", line.trim()) })
+                    }
+                };
+                let mut text = answer.to_string();
+                text.push('\n');
+                let _ = writer.write_all(text.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Asks the daemon at `socket` and prints the answer (`show ... [--json]`).
+pub fn show(socket: &Path, what: &str, json: bool) -> ExitCode {
+    match query(socket, what) {
+        Ok(answer) if json => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            print!("{}", render(what, &answer));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot ask cilium-peer at {}: {error}", socket.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One request, one JSON answer.
+pub fn query(socket: &Path, what: &str) -> io::Result<Value> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.write_all(format!("{what}\n").as_bytes())?;
+    let mut text = String::new();
+    BufReader::new(&mut stream).read_line(&mut text)?;
+    serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Aligned tables in the spirit of `birdc show protocols` and `show route`.
+pub fn render(what: &str, answer: &Value) -> String {
+    let rows: Vec<&Value> = answer
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let (header, cells): (Vec<&str>, Vec<Vec<String>>) = match what {
+        "peers" => (
+            vec![
+                "Name",
+                "Address",
+                "ASN",
+                "State",
+                "Since(s)",
+                "Received",
+                "Installed",
+            ],
+            rows.iter()
+                .map(|r| {
+                    [
+                        "name",
+                        "address",
+                        "asn",
+                        "state",
+                        "uptime_s",
+                        "received",
+                        "installed",
+                    ]
+                    .iter()
+                    .map(|k| text(&r[*k]))
+                    .collect()
+                })
+                .collect(),
+        ),
+        "routes" => (
+            vec!["Prefix", "Next hops"],
+            rows.iter()
+                .map(|r| {
+                    let hops = r["nexthops"]
+                        .as_array()
+                        .map(|hops| {
+                            hops.iter()
+                                .map(|h| match h["interface"].as_str() {
+                                    Some(dev) => format!("via {} dev {dev}", text(&h["gateway"])),
+                                    None => format!("via {}", text(&h["gateway"])),
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    let adopted = if r["adopted"] == Value::Bool(true) {
+                        " (adopted)"
+                    } else {
+                        ""
+                    };
+                    vec![text(&r["prefix"]), format!("{hops}{adopted}")]
+                })
+                .collect(),
+        ),
+        _ => (
+            vec!["Bridge", "Ifindex", "Prefixes", "RA"],
+            rows.iter()
+                .map(|r| {
+                    let prefixes = r["prefixes"]
+                        .as_array()
+                        .map(|p| p.iter().map(text).collect::<Vec<_>>().join(" "))
+                        .unwrap_or_default();
+                    vec![
+                        text(&r["name"]),
+                        text(&r["ifindex"]),
+                        prefixes,
+                        text(&r["ra"]),
+                    ]
+                })
+                .collect(),
+        ),
+    };
+    table(&header, &cells)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_render_as_an_aligned_table() {
+        let answer = serde_json::json!([
+            { "name": "cilium1", "address": "2001:db8:1::11", "asn": 65100, "state": "Established",
+              "uptime_s": 12, "received": 3, "installed": 3 },
+            { "name": "cilium2", "address": "2001:db8:1::12", "asn": 65100, "state": "Idle",
+              "uptime_s": 1, "received": 0, "installed": 0 }
+        ]);
+        let text = render("peers", &answer);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("Name     Address         ASN    State"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("cilium1  2001:db8:1::11  65100  Established  12"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn routes_show_every_next_hop_with_its_device() {
+        let answer = serde_json::json!([
+            { "prefix": "198.51.100.7/32", "adopted": false, "nexthops": [
+                { "gateway": "2001:db8:1::11", "interface": "vmbr-dev" },
+                { "gateway": "2001:db8:1::12", "interface": "vmbr-dev" } ] }
+        ]);
+        assert_eq!(
+            render("routes", &answer),
+            "Prefix           Next hops\n198.51.100.7/32  via 2001:db8:1::11 dev vmbr-dev, via 2001:db8:1::12 dev vmbr-dev\n"
+        );
+    }
+
+    #[test]
+    fn only_the_three_known_requests_parse() {
+        assert_eq!(Request::parse("peers\n"), Some(Request::Peers));
+        assert_eq!(Request::parse("routes"), Some(Request::Routes));
+        assert_eq!(Request::parse("bridges"), Some(Request::Bridges));
+        assert_eq!(Request::parse("shutdown"), None);
+    }
+}

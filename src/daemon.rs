@@ -1,0 +1,1004 @@
+//! The daemon's wiring and its one event loop. It owns the config, the RIB and the FIB,
+//! turns accepted connections into sessions (or refuses them), merges the sessions' route
+//! batches, keeps a dropped graceful-restart peer's routes as stale, adopts the routes a
+//! previous run left in the kernel, and handles signals, sd-notify and the control socket.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use sd_notify::NotifyState;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bgp::listener;
+use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
+use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
+use crate::bgp::wire::Family;
+use crate::config::{Config, NeighborGroup};
+use crate::control;
+use crate::fib::diff::{FibOp, reconcile};
+use crate::fib::netlink::Fib;
+use crate::policy::{PeerLink, Rejection};
+use crate::ra;
+use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
+
+/// Cease subcodes we send (RFC 4486).
+mod cease {
+    pub const MAX_PREFIXES: u8 = 1;
+    pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
+    pub const PEER_DECONFIGURED: u8 = 3;
+    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
+    pub const CONNECTION_COLLISION: u8 = 7;
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(path: PathBuf, config: Config) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(async move { Daemon::start(path, config).await?.run().await }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "cilium-peer failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A neighbor, by address: it outlives its connections while its routes are kept.
+struct Peer {
+    id: PeerId,
+    name: String,
+    group: String,
+    address: IpAddr,
+    asn: u32,
+    conn: Option<ConnId>,
+    commands: Option<mpsc::UnboundedSender<PeerCommand>>,
+    negotiated: Option<Negotiated>,
+    /// Since when it is in its current state.
+    since: Instant,
+    /// Graceful restart: its routes are stale until this time (or its End-of-RIB).
+    stale_until: Option<Instant>,
+    /// Families whose stale routes wait for an End-of-RIB.
+    stale_families: Vec<Afi>,
+    end_of_rib: Vec<Family>,
+    /// Kernel gateways its routes resolved to (to recognise adopted routes it owned).
+    gateways: HashSet<IpAddr>,
+    rejected: BTreeMap<Rejection, u64>,
+    updates: u64,
+}
+
+impl Peer {
+    fn state(&self) -> &'static str {
+        match (&self.conn, &self.negotiated) {
+            (Some(_), Some(_)) => "Established",
+            (Some(_), None) => "OpenSent",
+            (None, _) if self.stale_until.is_some() => "Stale",
+            (None, _) => "Idle",
+        }
+    }
+}
+
+struct Daemon {
+    path: PathBuf,
+    config: Config,
+    rib: Rib,
+    fib: Fib,
+    peers: HashMap<IpAddr, Peer>,
+    conns: HashMap<ConnId, IpAddr>,
+    next_conn: ConnId,
+    next_peer_id: PeerId,
+    /// Our routes found in the kernel at start that no peer has re-announced yet.
+    adopted: BTreeMap<IpNet, Vec<NextHop>>,
+    adopt_deadline: Option<Instant>,
+    events: mpsc::Receiver<PeerEvent>,
+    events_tx: mpsc::Sender<PeerEvent>,
+    accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    control: mpsc::Receiver<(control::Request, oneshot::Sender<Value>)>,
+    refused_log: Option<Instant>,
+    refused: u64,
+    resync_needed: bool,
+    /// Route changes waiting for the event loop to be idle.
+    queue: Vec<FibOp>,
+    started: Instant,
+    last_status: Option<Instant>,
+    /// Router advertisements on the bridges.
+    ra: ra::RaHandle,
+}
+
+impl Daemon {
+    async fn start(path: PathBuf, config: Config) -> Result<Daemon, String> {
+        let started = Instant::now();
+        let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
+            .map_err(|e| format!("netlink: {e}"))?;
+        let adopted = fib
+            .dump()
+            .await
+            .map_err(|e| format!("reading kernel table {}: {e}", config.kernel.table))?;
+        if !adopted.is_empty() {
+            tracing::info!(
+                routes = adopted.len(),
+                table = config.kernel.table,
+                grace_s = config.kernel.adopt_grace_s,
+                "adopted routes left by a previous run; they stay until their peers re-announce them or the grace time ends"
+            );
+        }
+
+        let (accepted_tx, accepted) = mpsc::channel(256);
+        for listen in &config.listen {
+            let listen = listen.clone();
+            // Bind now where we can, so that READY=1 means listening.
+            match listener::bind(&listen) {
+                Ok(l) => {
+                    tracing::info!(%listen, "listening for BGP");
+                    tokio::spawn(accept_loop(l, accepted_tx.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%listen, %error, "cannot listen yet; will retry");
+                    tokio::spawn(listener::serve(listen, accepted_tx.clone()));
+                }
+            }
+        }
+        let (control_tx, control) = mpsc::channel(16);
+        control::serve(&config.control_socket, control_tx)
+            .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
+
+        let ra = ra::spawn(ra_bridges(&config));
+        let (events_tx, events) = mpsc::channel(1024);
+        let adopt_deadline = (!adopted.is_empty())
+            .then(|| started + Duration::from_secs(config.kernel.adopt_grace_s));
+        Ok(Daemon {
+            path,
+            rib: Rib::new(config.kernel.multipath),
+            fib,
+            peers: HashMap::new(),
+            conns: HashMap::new(),
+            next_conn: 1,
+            next_peer_id: 1,
+            adopted,
+            adopt_deadline,
+            events,
+            events_tx,
+            accepted,
+            control,
+            refused_log: None,
+            refused: 0,
+            resync_needed: false,
+            queue: Vec::new(),
+            started,
+            last_status: None,
+            ra,
+            config,
+        })
+    }
+
+    async fn run(mut self) -> Result<(), String> {
+        let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        // The restart signal (the unit's RestartKillSignal): stop without final RAs, so
+        // guests keep their default route through us until the new process advertises.
+        let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            startup_ms = self.started.elapsed().as_millis() as u64,
+            "ready"
+        );
+        let mode = loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                Some((stream, remote)) = self.accepted.recv() => self.on_accept(stream, remote),
+                Some(event) = self.events.recv() => self.on_peer_event(event).await,
+                Some((request, reply)) = self.control.recv() => {
+                    let _ = reply.send(self.answer(&request));
+                }
+                () = sleep_until(deadline) => self.on_timer().await,
+                _ = sighup.recv() => self.reload().await,
+                _ = sigterm.recv() => break ra::StopMode::Final,
+                _ = sigint.recv() => break ra::StopMode::Final,
+                _ = sigusr2.recv() => break ra::StopMode::Restart,
+            }
+            if self.events.is_empty() {
+                self.flush_fib().await;
+                self.notify_status();
+            }
+        };
+        self.shutdown(mode).await;
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|p| p.stale_until)
+            .chain(self.adopt_deadline)
+            .min()
+    }
+
+    fn on_accept(&mut self, stream: TcpStream, remote: SocketAddr) {
+        let address = canonical(remote.ip());
+        let Some(group) = self.config.neighbor_group_of(address).cloned() else {
+            self.refuse(address);
+            return;
+        };
+        let scope = match remote {
+            SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => Some(v6.scope_id()),
+            _ => None,
+        };
+        let link = self.peer_link(address, scope);
+        let conn = self.next_conn;
+        self.next_conn += 1;
+
+        if let Some(peer) = self.peers.get_mut(&address)
+            && let Some(old) = peer.conn.take()
+        {
+            // The node reconnected: its old connection is dead (RFC 4724 4.2).
+            tracing::info!(peer = %peer.name, "new connection replaces the old one");
+            if let Some(commands) = peer.commands.take() {
+                let _ = commands.send(PeerCommand::Close {
+                    subcode: cease::CONNECTION_COLLISION,
+                    keep_routes: true,
+                });
+            }
+            self.conns.remove(&old);
+            let keep = peer
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.graceful_restart.as_ref())
+                .map(|gr| gr.restart_time);
+            let id = peer.id;
+            peer.negotiated = None;
+            match keep {
+                Some(restart_time) => self.begin_stale(address, restart_time),
+                None => {
+                    let changes = self.rib.remove_peer(id);
+                    self.pending_changes(changes);
+                }
+            }
+        }
+        let name = match self.peers.get(&address) {
+            Some(p) => p.name.clone(),
+            None => self.free_name(&group.name),
+        };
+        let id = match self.peers.get(&address) {
+            Some(p) => p.id,
+            None => {
+                self.next_peer_id += 1;
+                self.next_peer_id - 1
+            }
+        };
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let setup = PeerSetup {
+            conn,
+            name: name.clone(),
+            link,
+            session: SessionConfig {
+                local_as: self.config.asn,
+                router_id: self.config.router_id,
+                peer_as: group.asn,
+                hold_time: group.hold_time,
+                graceful_restart: group.graceful_restart,
+                forwarding_preserved: self.config.kernel.persist,
+            },
+            import: group.import.clone(),
+            bridge_prefixes: self.bridge_prefixes(),
+        };
+        let now = Instant::now();
+        let peer = self.peers.entry(address).or_insert_with(|| Peer {
+            id,
+            name: name.clone(),
+            group: group.name.clone(),
+            address,
+            asn: group.asn,
+            conn: None,
+            commands: None,
+            negotiated: None,
+            since: now,
+            stale_until: None,
+            stale_families: Vec::new(),
+            end_of_rib: Vec::new(),
+            gateways: HashSet::new(),
+            rejected: BTreeMap::new(),
+            updates: 0,
+        });
+        peer.conn = Some(conn);
+        peer.commands = Some(commands_tx);
+        peer.since = now;
+        peer.end_of_rib.clear();
+        self.conns.insert(conn, address);
+        tracing::info!(peer = %name, %address, "connection accepted");
+        tokio::spawn(peer::drive(
+            stream,
+            setup,
+            self.events_tx.clone(),
+            commands_rx,
+        ));
+    }
+
+    /// A connection from outside every range: closed, and logged at most every 10 s.
+    fn refuse(&mut self, address: IpAddr) {
+        self.refused += 1;
+        let now = Instant::now();
+        if self
+            .refused_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            tracing::warn!(%address, refused_total = self.refused, "connection from outside every neighbor range: closed");
+            self.refused_log = Some(now);
+        }
+    }
+
+    fn free_name(&self, prefix: &str) -> String {
+        (1..)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|name| !self.peers.values().any(|p| &p.name == name))
+            .expect("some number is free")
+    }
+
+    fn bridge_prefixes(&self) -> Vec<IpNet> {
+        self.config
+            .bridges
+            .values()
+            .flat_map(|b| b.prefixes.iter().copied())
+            .collect()
+    }
+
+    /// Where a peer sits: its bridge (by prefix) or, for a link-local session, the
+    /// interface the connection arrived on.
+    fn peer_link(&self, address: IpAddr, scope: Option<u32>) -> PeerLink {
+        let by_prefix = self.config.bridge_of(address).map(str::to_string);
+        let bridge = by_prefix.or_else(|| {
+            let ifindex = scope?;
+            let name = nix::net::if_::if_indextoname(ifindex).ok()?;
+            Some(name.to_string_lossy().into_owned())
+        });
+        let ifindex = scope.or_else(|| {
+            bridge
+                .as_deref()
+                .and_then(|b| nix::net::if_::if_nametoindex(b).ok())
+        });
+        let on_link = bridge
+            .as_deref()
+            .and_then(|b| self.config.bridges.get(b))
+            .map(|b| b.prefixes.clone())
+            .unwrap_or_default();
+        PeerLink {
+            address,
+            ifindex,
+            on_link,
+        }
+    }
+
+    async fn on_peer_event(&mut self, event: PeerEvent) {
+        let conn = match &event {
+            PeerEvent::Up(c, _)
+            | PeerEvent::Routes(c, _)
+            | PeerEvent::EndOfRib(c, _)
+            | PeerEvent::Down(c, _) => *c,
+        };
+        // Events of a connection that was replaced mean nothing any more.
+        let Some(&address) = self.conns.get(&conn) else {
+            return;
+        };
+        match event {
+            PeerEvent::Up(_, negotiated) => self.on_established(address, negotiated),
+            PeerEvent::Routes(_, batch) => self.on_routes(address, batch),
+            PeerEvent::EndOfRib(_, family) => self.on_end_of_rib(address, family),
+            PeerEvent::Down(_, closed) => {
+                self.conns.remove(&conn);
+                let Some(peer) = self.peers.get_mut(&address) else {
+                    return;
+                };
+                let reason = match &closed.reason {
+                    CloseReason::NotificationSent(n) => format!("sent {n}"),
+                    CloseReason::NotificationReceived(n) => format!("received {n}"),
+                    CloseReason::TransportClosed => "connection closed".to_string(),
+                };
+                tracing::info!(peer = %peer.name, %address, %reason, keep_routes = closed.keep_routes, "session down");
+                peer.conn = None;
+                peer.commands = None;
+                peer.since = Instant::now();
+                let restart_time = peer
+                    .negotiated
+                    .take()
+                    .and_then(|n| n.graceful_restart)
+                    .map(|gr| gr.restart_time);
+                let id = peer.id;
+                match (closed.keep_routes, restart_time) {
+                    (true, Some(t)) if t > 0 => self.begin_stale(address, t),
+                    _ => {
+                        let changes = self.rib.remove_peer(id);
+                        self.pending_changes(changes);
+                        self.forget_if_idle(address);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_established(&mut self, address: IpAddr, negotiated: Negotiated) {
+        let local_as = self.config.asn;
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let families: Vec<&str> = negotiated
+            .families
+            .iter()
+            .map(|f| match *f {
+                Family::IPV4_UNICAST => "ipv4-unicast",
+                Family::IPV6_UNICAST => "ipv6-unicast",
+                _ => "other",
+            })
+            .collect();
+        tracing::info!(
+            peer = %peer.name, %address, asn = negotiated.peer_as, router_id = %negotiated.peer_router_id,
+            hold_time = negotiated.hold_time, families = ?families,
+            extended_next_hop = negotiated.extended_next_hop,
+            graceful_restart = negotiated.graceful_restart.is_some(),
+            "session established"
+        );
+        let changes = self.rib.add_peer(PeerInfo {
+            id: peer.id,
+            address,
+            router_id: negotiated.peer_router_id,
+            ebgp: negotiated.peer_as != local_as,
+        });
+        peer.since = Instant::now();
+        let id = peer.id;
+        // RFC 4724 4.2: stale routes of families the peer no longer preserves go now.
+        let mut sweep = Vec::new();
+        if peer.stale_until.is_some() {
+            for afi in peer.stale_families.clone() {
+                let family = afi_family(afi);
+                let preserved = negotiated.graceful_restart.as_ref().is_some_and(|gr| {
+                    gr.families
+                        .iter()
+                        .any(|f| f.family == family && f.forwarding_preserved)
+                });
+                if !preserved {
+                    sweep.push(afi);
+                }
+            }
+            if let Some(gr) = &negotiated.graceful_restart {
+                // Wait for its End-of-RIB, but not forever.
+                peer.stale_until =
+                    Some(Instant::now() + Duration::from_secs(u64::from(gr.restart_time.max(1))));
+            }
+        }
+        peer.negotiated = Some(negotiated);
+        self.pending_changes(changes);
+        for afi in sweep {
+            self.sweep(address, id, afi);
+        }
+    }
+
+    fn on_routes(&mut self, address: IpAddr, batch: RouteBatch) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        peer.updates += 1;
+        for (_, why) in &batch.rejected {
+            *peer.rejected.entry(*why).or_default() += 1;
+        }
+        let id = peer.id;
+        let mut changes = Vec::new();
+        for prefix in batch.withdraw {
+            changes.extend(self.rib.withdraw(id, prefix));
+        }
+        for (prefix, path) in batch.announce {
+            peer.gateways.insert(path.next_hop.gateway);
+            changes.extend(self.rib.announce(id, prefix, path));
+        }
+        let group = self.config.neighbors.iter().find(|g| g.name == peer.group);
+        if let Some(max) = group.and_then(|g| g.max_prefixes)
+            && self.rib.peer_counts(id).received > max as usize
+        {
+            tracing::warn!(peer = %peer.name, max_prefixes = max, "maximum number of prefixes reached: closing with Cease 1");
+            if let Some(commands) = &peer.commands {
+                let _ = commands.send(PeerCommand::Close {
+                    subcode: cease::MAX_PREFIXES,
+                    keep_routes: false,
+                });
+            }
+        }
+        self.pending_changes(changes);
+    }
+
+    fn on_end_of_rib(&mut self, address: IpAddr, family: Family) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if !peer.end_of_rib.contains(&family) {
+            peer.end_of_rib.push(family);
+        }
+        let id = peer.id;
+        if let Some(afi) = family_afi(family) {
+            self.sweep(address, id, afi);
+            self.drop_adopted_after_end_of_rib(afi);
+        }
+    }
+
+    /// The peer's connection is gone but its routes stay, stale, for `restart_time`.
+    fn begin_stale(&mut self, address: IpAddr, restart_time: u16) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        self.rib.mark_stale(peer.id);
+        peer.stale_until = Some(Instant::now() + Duration::from_secs(u64::from(restart_time)));
+        peer.stale_families = vec![Afi::Ipv4, Afi::Ipv6];
+        tracing::info!(peer = %peer.name, restart_time, "graceful restart: keeping its routes as stale");
+    }
+
+    /// Removes what is still stale of `afi` for a peer.
+    fn sweep(&mut self, address: IpAddr, id: PeerId, afi: Afi) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if !peer.stale_families.contains(&afi) {
+            return;
+        }
+        peer.stale_families.retain(|a| *a != afi);
+        if peer.stale_families.is_empty() {
+            peer.stale_until = None;
+        }
+        let changes = self.rib.sweep_stale(id, Some(afi));
+        if !changes.is_empty() {
+            tracing::info!(peer = %peer.name, afi = ?afi, removed = changes.len(), "stale routes removed");
+        }
+        self.pending_changes(changes);
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<(IpAddr, PeerId)> = self
+            .peers
+            .values()
+            .filter(|p| p.stale_until.is_some_and(|t| t <= now))
+            .map(|p| (p.address, p.id))
+            .collect();
+        for (address, id) in expired {
+            tracing::info!(%address, "graceful restart time over: removing stale routes");
+            for afi in [Afi::Ipv4, Afi::Ipv6] {
+                self.sweep(address, id, afi);
+            }
+            if let Some(peer) = self.peers.get_mut(&address) {
+                peer.stale_until = None;
+                peer.stale_families.clear();
+            }
+            self.forget_if_idle(address);
+        }
+        if self.adopt_deadline.is_some_and(|t| t <= now) {
+            self.adopt_deadline = None;
+            let leftover: Vec<IpNet> = self.adopted.keys().copied().collect();
+            if !leftover.is_empty() {
+                tracing::info!(
+                    routes = leftover.len(),
+                    "adopted routes not re-announced within the grace time: removing"
+                );
+            }
+            self.adopted.clear();
+            let changes = leftover
+                .into_iter()
+                .map(|prefix| FibChange {
+                    prefix,
+                    next_hops: Vec::new(),
+                })
+                .collect();
+            self.pending_changes(changes);
+        }
+    }
+
+    /// An adopted route goes once every peer whose next hops it used has sent End-of-RIB
+    /// for its family without re-announcing it.
+    fn drop_adopted_after_end_of_rib(&mut self, afi: Afi) {
+        if self.adopted.is_empty() {
+            return;
+        }
+        let family = afi_family(afi);
+        let done: HashSet<IpAddr> = self
+            .peers
+            .values()
+            .filter(|p| p.end_of_rib.contains(&family))
+            .flat_map(|p| p.gateways.iter().copied().chain([p.address]))
+            .collect();
+        let gone: Vec<IpNet> = self
+            .adopted
+            .iter()
+            .filter(|(prefix, hops)| {
+                family_afi_of(prefix) == afi && hops.iter().all(|h| done.contains(&h.gateway))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for prefix in &gone {
+            self.adopted.remove(prefix);
+        }
+        self.pending_changes(
+            gone.into_iter()
+                .filter(|p| self.rib.best(p).is_none())
+                .map(|prefix| FibChange {
+                    prefix,
+                    next_hops: Vec::new(),
+                })
+                .collect(),
+        );
+        if self.adopted.is_empty() {
+            self.adopt_deadline = None;
+        }
+    }
+
+    fn forget_if_idle(&mut self, address: IpAddr) {
+        if let Some(peer) = self.peers.get(&address)
+            && peer.conn.is_none()
+            && peer.stale_until.is_none()
+        {
+            self.peers.remove(&address);
+        }
+    }
+
+    /// Queues RIB results for the kernel; the event loop flushes when it is idle.
+    fn pending_changes(&mut self, changes: Vec<FibChange>) {
+        for change in changes {
+            self.adopted.remove(&change.prefix);
+            let op = if change.next_hops.is_empty() {
+                FibOp::Delete {
+                    prefix: change.prefix,
+                }
+            } else {
+                FibOp::Replace {
+                    prefix: change.prefix,
+                    next_hops: change.next_hops,
+                }
+            };
+            self.queue.push(op);
+        }
+    }
+
+    async fn flush_fib(&mut self) {
+        let ops = std::mem::take(&mut self.queue);
+        let mut errors = Vec::new();
+        for op in ops {
+            errors.extend(self.fib.apply(op).await);
+        }
+        errors.extend(self.fib.flush().await);
+        for error in &errors {
+            match error.op {
+                // Deleting what is already gone is the outcome we wanted.
+                FibOp::Delete { .. } if error.errno == libc::ESRCH => {}
+                _ => {
+                    tracing::warn!(%error, "kernel refused a route change; resynchronising the table");
+                    self.resync_needed = true;
+                }
+            }
+        }
+        if self.resync_needed {
+            self.resync_needed = false;
+            self.resync().await;
+        }
+    }
+
+    /// Puts the kernel table back in line with the RIB (and the adopted routes).
+    async fn resync(&mut self) {
+        let kernel = match self.fib.dump().await {
+            Ok(k) => k,
+            Err(error) => {
+                tracing::warn!(%error, "cannot dump the kernel table");
+                return;
+            }
+        };
+        let desired: Vec<(IpNet, Vec<NextHop>)> = self
+            .rib
+            .installed()
+            .map(|(p, h)| (*p, h.to_vec()))
+            .chain(self.adopted.iter().map(|(p, h)| (*p, h.clone())))
+            .collect();
+        for op in reconcile(desired, kernel) {
+            for error in self.fib.apply(op).await {
+                tracing::warn!(%error, "route change failed during resync");
+            }
+        }
+        for error in self.fib.flush().await {
+            tracing::warn!(%error, "route change failed during resync");
+        }
+    }
+
+    async fn reload(&mut self) {
+        let _ = sd_notify::notify(&[NotifyState::Reloading, monotonic_usec()]);
+        let config = match Config::load(&self.path) {
+            Ok(c) => c,
+            Err(errors) => {
+                tracing::error!(path = %self.path.display(), %errors, "reload refused: the config is invalid; nothing changed");
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+                return;
+            }
+        };
+        // Sessions whose neighbor group is gone or changed are closed.
+        let groups: HashMap<&str, &NeighborGroup> = config
+            .neighbors
+            .iter()
+            .map(|g| (g.name.as_str(), g))
+            .collect();
+        for peer in self.peers.values() {
+            let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
+            let subcode = match (old, groups.get(peer.group.as_str())) {
+                (_, None) => Some(cease::PEER_DECONFIGURED),
+                (Some(old), Some(new)) if old != *new => Some(cease::OTHER_CONFIGURATION_CHANGE),
+                _ => None,
+            };
+            if let (Some(subcode), Some(commands)) = (subcode, &peer.commands) {
+                tracing::info!(peer = %peer.name, subcode, "closing: its neighbor group changed");
+                let _ = commands.send(PeerCommand::Close {
+                    subcode,
+                    keep_routes: false,
+                });
+            }
+        }
+        if config.kernel.multipath != self.config.kernel.multipath {
+            let changes = self.rib.set_multipath(config.kernel.multipath);
+            self.pending_changes(changes);
+        }
+        if config.kernel.table != self.config.kernel.table
+            || config.kernel.protocol != self.config.kernel.protocol
+        {
+            match Fib::open(config.kernel.table, config.kernel.protocol) {
+                Ok(new_fib) => {
+                    let installed: Vec<IpNet> = self.rib.installed().map(|(p, _)| *p).collect();
+                    for prefix in installed {
+                        let _ = self.fib.apply(FibOp::Delete { prefix }).await;
+                    }
+                    let _ = self.fib.flush().await;
+                    self.fib = new_fib;
+                    self.resync_needed = true;
+                }
+                Err(error) => tracing::error!(%error, "cannot open the new kernel table"),
+            }
+        }
+        self.ra.reload(ra_bridges(&config));
+        self.config = config;
+        tracing::info!(path = %self.path.display(), "config reloaded");
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
+    }
+
+    async fn shutdown(mut self, mode: ra::StopMode) {
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
+        tracing::info!(?mode, "stopping");
+        self.ra.stop(mode).await;
+        let mut open = 0;
+        for peer in self.peers.values() {
+            if let Some(commands) = &peer.commands {
+                open += 1;
+                let _ = commands.send(PeerCommand::Close {
+                    subcode: cease::ADMINISTRATIVE_SHUTDOWN,
+                    keep_routes: true,
+                });
+            }
+        }
+        // Give sessions a moment to send their Cease.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while open > 0 {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(PeerEvent::Down(..))) => open -= 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        if !self.config.kernel.persist {
+            let ours: Vec<IpNet> = self
+                .rib
+                .installed()
+                .map(|(p, _)| *p)
+                .chain(self.adopted.keys().copied())
+                .collect();
+            tracing::info!(
+                routes = ours.len(),
+                "kernel.persist is off: removing our routes"
+            );
+            for prefix in ours {
+                let _ = self.fib.apply(FibOp::Delete { prefix }).await;
+            }
+            let _ = self.fib.flush().await;
+        }
+    }
+
+    fn notify_status(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_status
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_status = Some(now);
+        let established = self
+            .peers
+            .values()
+            .filter(|p| p.negotiated.is_some())
+            .count();
+        let status = format!(
+            "{established} sessions established, {} routes installed",
+            self.rib.len()
+        );
+        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
+    }
+
+    fn answer(&self, request: &control::Request) -> Value {
+        match request {
+            control::Request::Peers => Value::Array(
+                self.sorted_peers()
+                    .into_iter()
+                    .map(|p| {
+                        let counts = self.rib.peer_counts(p.id);
+                        let n = p.negotiated.as_ref();
+                        json!({
+                            "name": p.name,
+                            "group": p.group,
+                            "address": p.address.to_string(),
+                            "asn": n.map_or(p.asn, |n| n.peer_as),
+                            "router_id": n.map(|n| n.peer_router_id.to_string()),
+                            "state": p.state(),
+                            "uptime_s": p.since.elapsed().as_secs(),
+                            "received": counts.received,
+                            "installed": counts.installed,
+                            "rejected": p.rejected.iter().map(|(k, v)| (k.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                            "updates": p.updates,
+                            "hold_time": n.map(|n| n.hold_time),
+                            "families": n.map(|n| n.families.iter().map(|f| format!("{}/{}", f.afi, f.safi)).collect::<Vec<_>>()),
+                            "extended_next_hop": n.map(|n| n.extended_next_hop),
+                            "graceful_restart": n.map(|n| n.graceful_restart.is_some()),
+                            "stale": p.stale_until.is_some(),
+                        })
+                    })
+                    .collect(),
+            ),
+            control::Request::Routes => Value::Array(
+                self.rib
+                    .installed()
+                    .map(|(p, h)| (p, h, false))
+                    .chain(self.adopted.iter().map(|(p, h)| (p, h.as_slice(), true)))
+                    .map(|(prefix, hops, adopted)| {
+                        json!({
+                            "prefix": prefix.to_string(),
+                            "nexthops": hops.iter().map(|h| json!({
+                                "gateway": h.gateway.to_string(),
+                                "interface": h.ifindex.and_then(|i| nix::net::if_::if_indextoname(i).ok()).map(|n| n.to_string_lossy().into_owned()),
+                                "ifindex": h.ifindex,
+                            })).collect::<Vec<_>>(),
+                            "adopted": adopted,
+                            "table": self.config.kernel.table,
+                        })
+                    })
+                    .collect(),
+            ),
+            control::Request::Bridges => {
+                let ra_status = self.ra.snapshot();
+                Value::Array(
+                self.config
+                    .bridges
+                    .iter()
+                    .map(|(name, b)| {
+                        json!({
+                            "name": name,
+                            "ifindex": nix::net::if_::if_nametoindex(name.as_str()).ok(),
+                            "prefixes": b.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            "ra": ra_status.iter().find(|s| s.ifname == *name),
+                        })
+                    })
+                    .collect(),
+            )
+            }
+        }
+    }
+
+    fn sorted_peers(&self) -> Vec<&Peer> {
+        let mut peers: Vec<&Peer> = self.peers.values().collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name));
+        peers
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    accepted: mpsc::Sender<(TcpStream, SocketAddr)>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(connection) => {
+                if accepted.send(connection).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// IPv4 peers reach `[::]` as `::ffff:a.b.c.d`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn afi_family(afi: Afi) -> Family {
+    match afi {
+        Afi::Ipv4 => Family::IPV4_UNICAST,
+        Afi::Ipv6 => Family::IPV6_UNICAST,
+    }
+}
+
+fn family_afi(family: Family) -> Option<Afi> {
+    match family {
+        Family::IPV4_UNICAST => Some(Afi::Ipv4),
+        Family::IPV6_UNICAST => Some(Afi::Ipv6),
+        _ => None,
+    }
+}
+
+fn family_afi_of(prefix: &IpNet) -> Afi {
+    match prefix {
+        IpNet::V4(_) => Afi::Ipv4,
+        IpNet::V6(_) => Afi::Ipv6,
+    }
+}
+
+fn monotonic_usec() -> NotifyState<'static> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    NotifyState::MonotonicUsec(ts.tv_sec as i128 * 1_000_000 + ts.tv_nsec as i128 / 1000)
+}
+
+/// The bridges' RA settings from the config; a bridge whose `ra` object is invalid gets no
+/// RAs (`check` and the config loader report the same errors).
+fn ra_bridges(config: &Config) -> Vec<ra::Bridge> {
+    config
+        .bridges
+        .iter()
+        .filter_map(|(name, bridge)| {
+            match ra::Bridge::from_config(name, &bridge.prefixes, &bridge.ra) {
+                Ok(bridge) => Some(bridge),
+                Err(errors) => {
+                    for (path, message) in errors {
+                        tracing::error!(%path, %message, "invalid RA settings: no RAs on this bridge");
+                    }
+                    None
+                }
+            }
+        })
+        .collect()
+}
