@@ -25,6 +25,7 @@ use crate::control;
 use crate::fib::diff::{FibOp, reconcile};
 use crate::fib::netlink::Fib;
 use crate::policy::{PeerLink, Rejection};
+use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -114,6 +115,8 @@ struct Daemon {
     queue: Vec<FibOp>,
     started: Instant,
     last_status: Option<Instant>,
+    /// Router advertisements on the bridges.
+    ra: ra::RaHandle,
 }
 
 impl Daemon {
@@ -153,6 +156,7 @@ impl Daemon {
         control::serve(&config.control_socket, control_tx)
             .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
 
+        let ra = ra::spawn(ra_bridges(&config));
         let (events_tx, events) = mpsc::channel(1024);
         let adopt_deadline = (!adopted.is_empty())
             .then(|| started + Duration::from_secs(config.kernel.adopt_grace_s));
@@ -176,6 +180,7 @@ impl Daemon {
             queue: Vec::new(),
             started,
             last_status: None,
+            ra,
             config,
         })
     }
@@ -184,13 +189,16 @@ impl Daemon {
         let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        // The restart signal (the unit's RestartKillSignal): stop without final RAs, so
+        // guests keep their default route through us until the new process advertises.
+        let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
         let _ = sd_notify::notify(&[NotifyState::Ready]);
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             startup_ms = self.started.elapsed().as_millis() as u64,
             "ready"
         );
-        loop {
+        let mode = loop {
             let deadline = self.next_deadline();
             tokio::select! {
                 Some((stream, remote)) = self.accepted.recv() => self.on_accept(stream, remote),
@@ -200,15 +208,16 @@ impl Daemon {
                 }
                 () = sleep_until(deadline) => self.on_timer().await,
                 _ = sighup.recv() => self.reload().await,
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
+                _ = sigterm.recv() => break ra::StopMode::Final,
+                _ = sigint.recv() => break ra::StopMode::Final,
+                _ = sigusr2.recv() => break ra::StopMode::Restart,
             }
             if self.events.is_empty() {
                 self.flush_fib().await;
                 self.notify_status();
             }
-        }
-        self.shutdown().await;
+        };
+        self.shutdown(mode).await;
         Ok(())
     }
 
@@ -759,14 +768,16 @@ impl Daemon {
                 Err(error) => tracing::error!(%error, "cannot open the new kernel table"),
             }
         }
+        self.ra.reload(ra_bridges(&config));
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
         let _ = sd_notify::notify(&[NotifyState::Ready]);
     }
 
-    async fn shutdown(mut self) {
+    async fn shutdown(mut self, mode: ra::StopMode) {
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
-        tracing::info!("stopping");
+        tracing::info!(?mode, "stopping");
+        self.ra.stop(mode).await;
         let mut open = 0;
         for peer in self.peers.values() {
             if let Some(commands) = &peer.commands {
@@ -871,7 +882,9 @@ impl Daemon {
                     })
                     .collect(),
             ),
-            control::Request::Bridges => Value::Array(
+            control::Request::Bridges => {
+                let ra_status = self.ra.snapshot();
+                Value::Array(
                 self.config
                     .bridges
                     .iter()
@@ -880,11 +893,12 @@ impl Daemon {
                             "name": name,
                             "ifindex": nix::net::if_::if_nametoindex(name.as_str()).ok(),
                             "prefixes": b.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                            "ra": "not implemented yet",
+                            "ra": ra_status.iter().find(|s| s.ifname == *name),
                         })
                     })
                     .collect(),
-            ),
+            )
+            }
         }
     }
 
@@ -971,4 +985,24 @@ fn monotonic_usec() -> NotifyState<'static> {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     NotifyState::MonotonicUsec(ts.tv_sec as i128 * 1_000_000 + ts.tv_nsec as i128 / 1000)
+}
+
+/// The bridges' RA settings from the config; a bridge whose `ra` object is invalid gets no
+/// RAs (`check` and the config loader report the same errors).
+fn ra_bridges(config: &Config) -> Vec<ra::Bridge> {
+    config
+        .bridges
+        .iter()
+        .filter_map(|(name, bridge)| {
+            match ra::Bridge::from_config(name, &bridge.prefixes, &bridge.ra) {
+                Ok(bridge) => Some(bridge),
+                Err(errors) => {
+                    for (path, message) in errors {
+                        tracing::error!(%path, %message, "invalid RA settings: no RAs on this bridge");
+                    }
+                    None
+                }
+            }
+        })
+        .collect()
 }

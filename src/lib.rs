@@ -3,7 +3,8 @@
 //!
 //! The flow: `bgp::listener` accepts, `bgp::peer` drives a `bgp::session` per connection
 //! and applies `policy`, `daemon` merges routes into the `rib`, whose changes `fib` writes
-//! into the kernel. `config` is the validated config file; `control` serves `show`.
+//! into the kernel. `config` is the validated config file; `control` serves `show`; `ra`
+//! sends router advertisements on the bridges.
 
 pub mod bgp;
 pub mod config;
@@ -12,4 +13,5 @@ pub mod daemon;
 pub mod fib;
 pub mod neighbor;
 pub mod policy;
+pub mod ra;
 pub mod rib;
