@@ -46,6 +46,7 @@
             pkgs.testers.runNixOSTest (
               import test {
                 module = self.nixosModules.default;
+                package = self.packages.${systemOf pkgs}.default;
               }
             );
         in
