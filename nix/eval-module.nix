@@ -75,7 +75,11 @@ let
         default = [ ];
       };
       environment.etc = mkOption {
-        type = types.attrsOf (types.submodule { options.source = mkOption { type = types.unspecified; }; });
+        type = types.attrsOf (
+          types.submodule {
+            options.source = mkOption { type = types.unspecified; };
+          }
+        );
         default = { };
       };
       environment.systemPackages = mkOption {

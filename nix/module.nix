@@ -265,9 +265,10 @@ let
 
   credentialName = index: "neighbor-${toString index}-password";
 
+  inCredentialsDirectory = lib.hasPrefix "${credentialsDirectory}/";
+
   needsCredential =
-    neighbor:
-    neighbor.password_file != null && !lib.hasPrefix "${credentialsDirectory}/" neighbor.password_file;
+    neighbor: neighbor.password_file != null && !inCredentialsDirectory neighbor.password_file;
 
   passwordCredentials = lib.concatLists (
     lib.imap0 (
@@ -305,7 +306,9 @@ let
   bridgeNames = lib.attrNames cfg.settings.bridges;
 
   # "[::]:179" -> 179, "0.0.0.0:1179" -> 1179, "[fe80::1%vmbr-dev]:179" -> 179
-  listenPorts = lib.unique (map (address: lib.toInt (lib.last (lib.splitString ":" address))) cfg.settings.listen);
+  portOf = address: lib.toInt (lib.last (lib.splitString ":" address));
+
+  listenPorts = lib.unique (map portOf cfg.settings.listen);
 
   forwardingDefault = lib.mkOverride 900;
 
@@ -314,11 +317,14 @@ let
 
   table = toString cfg.settings.kernel.table;
 
+  priority = toString cfg.routingPolicy.priority;
+
   routingPolicyScript = pkgs.writeShellScript "cilium-peer-routing-policy" ''
-    # Adds "lookup ${table}" at priority ${toString cfg.routingPolicy.priority} for IPv4 and
-    # IPv6; a rule that is already there ("File exists") is fine.
+    # Adds "lookup ${table}" at priority ${priority} for IPv4 and IPv6; a rule that is
+    # already there ("File exists") is fine.
     add_rule() {
-      if ! output=$(${pkgs.iproute2}/bin/ip "$1" rule add priority ${toString cfg.routingPolicy.priority} lookup ${table} 2>&1); then
+      if ! output=$(${pkgs.iproute2}/bin/ip "$1" rule add priority ${priority} lookup ${table} 2>&1)
+      then
         case "$output" in
           *"File exists"*) ;;
           *) echo "ip $1 rule add: $output" >&2; exit 1 ;;
@@ -337,12 +343,12 @@ let
 in
 {
   options.services.ciliumPeer = {
-    enable = mkEnableOption "cilium-peer, a passive BGP speaker for Cilium nodes and IPv6 router advertisement sender on the host's bridges";
+    enable = mkEnableOption "cilium-peer (BGP for Cilium nodes, RAs on bridges)";
 
     package = mkOption {
       type = types.package;
       default = pkgs.callPackage ./package.nix { };
-      defaultText = literalMD "cilium-peer built from this repository (with the flake's module: the flake's `packages.\${system}.default`)";
+      defaultText = literalMD "the flake's `packages.\${system}.default`";
       description = "The cilium-peer package to run.";
     };
 
@@ -402,9 +408,9 @@ in
         Turn on IPv4 and IPv6 forwarding, which the host needs to route between its
         bridges and the pod CIDRs it learns: `net.ipv4.conf.all.forwarding` and
         `net.ipv6.conf.all.forwarding`, and forwarding on each bridge, each at a priority
-        that any plain definition elsewhere overrides. With IPv6 forwarding on, the kernel ignores router
-        advertisements on interfaces whose `accept_ra` is 1: an uplink configured by SLAAC
-        needs `accept_ra = 2`.
+        that any plain definition elsewhere overrides. With IPv6 forwarding on, the kernel
+        ignores router advertisements on interfaces whose `accept_ra` is 1: an uplink
+        configured by SLAAC needs `accept_ra = 2`.
       '';
     };
 
@@ -451,11 +457,16 @@ in
               254
               255
             ]);
-          message = "services.ciliumPeer.routingPolicy needs settings.kernel.table to be a table other than main (254), default (253) and local (255); it is ${table}.";
+          message = ''
+            services.ciliumPeer.routingPolicy needs settings.kernel.table to be a table other
+            than main (254), default (253) and local (255); it is ${table}.
+          '';
         }
       ];
 
-      warnings = lib.optional (cfg.openFirewall && bridgeNames == [ ]) "services.ciliumPeer.openFirewall is set but settings.bridges is empty: no port is opened.";
+      warnings = lib.optional (cfg.openFirewall && bridgeNames == [ ]) ''
+        services.ciliumPeer.openFirewall is set but settings.bridges is empty: no port is opened.
+      '';
 
       environment.etc."cilium-peer/config.json".source = configFile;
 

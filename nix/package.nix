@@ -45,5 +45,7 @@ rustPlatform.buildRustPackage {
     mainProgram = "cilium-peer";
     platforms = lib.platforms.linux;
   }
-  // lib.optionalAttrs (cargoToml.package ? repository) { homepage = cargoToml.package.repository; };
+  // lib.optionalAttrs (cargoToml.package ? repository) {
+    homepage = cargoToml.package.repository;
+  };
 }

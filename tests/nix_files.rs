@@ -442,7 +442,7 @@ fn mistyped_options_and_contradictions_fail_evaluation() {
         "({ lib, ... }: { services.ciliumPeer.settings.kernel.table = lib.mkForce 254; })",
     );
     assert!(
-        error.contains("routingPolicy needs settings.kernel.table to be a table other than main"),
+        error.contains("routingPolicy needs settings.kernel.table to be a table other"),
         "{error}"
     );
 }
