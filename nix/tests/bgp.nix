@@ -45,6 +45,9 @@ in
   };
 
   testScript = ''
+    import ipaddress
+    import time
+
     ${common.pythonHelpers}
 
     cilium_nodes = [(node1, 1), (node2, 2)]
@@ -59,7 +62,7 @@ in
         )
 
     with subtest("the nodes take their address and default route from our RAs"):
-        addresses = {}
+        addresses: dict[str, str] = {}
         for node, _ in cilium_nodes:
             addresses[node.name] = slaac_address(node)
             node.wait_until_succeeds("ip -6 route show default dev eth1 | grep -q 'via fe80::'")
