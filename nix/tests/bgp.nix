@@ -110,11 +110,13 @@ in
 
     with subtest("the shared LoadBalancer IP is one ECMP route over both nodes"):
         for family, prefix in (("-4", "198.51.100.10"), ("-6", "fd00:ff00:ffff::10")):
+            # iproute2 names the list "nexthops" ("multipath" in some older versions)
             host.wait_until_succeeds(
-                f"ip {family} -j route show table 1336 {prefix} | jq -e '.[0].multipath | length == 2'"
+                f"ip {family} -j route show table 1336 {prefix}"
+                + " | jq -e '.[0] | (.nexthops // .multipath) | length == 2'"
             )
             routes = json.loads(host.succeed(f"ip {family} -j route show table 1336 {prefix}"))
-            hops = routes[0]["multipath"]
+            hops = routes[0].get("nexthops") or routes[0]["multipath"]
             gateways = sorted(h["gateway"] if "gateway" in h else h["via"]["host"] for h in hops)
             assert gateways == sorted(addresses.values()), routes
             assert all(h["dev"] == "vmbr-dev" for h in hops), routes

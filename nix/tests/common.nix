@@ -193,11 +193,12 @@ rec {
             "ip -6 addr show dev eth1 scope global | grep -v tentative | grep -q 'inet6 2001:db8:100:'"
         )
         links = json.loads(node.succeed("ip -6 -j addr show dev eth1 scope global"))
+        # addr_info may hold empty objects
         found = [
             a["local"]
             for link in links
             for a in link["addr_info"]
-            if a["local"].startswith("2001:db8:100:") and not a.get("tentative")
+            if a.get("local", "").startswith("2001:db8:100:") and not a.get("tentative")
         ]
         assert len(found) == 1, f"{node.name}: expected one SLAAC address, got {found}"
         return found[0]
