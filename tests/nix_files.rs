@@ -515,3 +515,58 @@ fn the_firewall_opens_the_listen_ports_on_the_bridges_only() {
         json!({ "cilium-peer/config.json": "cilium-peer-config.json" })
     );
 }
+
+#[test]
+fn the_flake_has_the_outputs_interface_md_names_for_both_systems() {
+    if !have_nix_instantiate() {
+        return;
+    }
+    let Some(lib) = nixpkgs_lib() else { return };
+    let output = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repository().join("nix/eval-flake.nix"))
+        .args(["--arg", "lib"])
+        .arg(format!("import {}", nix_path(&lib)))
+        .output()
+        .expect("nix-instantiate runs");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let flake: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+
+    assert_eq!(
+        flake["outputs"],
+        json!([
+            "checks",
+            "devShells",
+            "formatter",
+            "nixosModules",
+            "overlays",
+            "packages"
+        ])
+    );
+    assert_eq!(flake["nixosModules"], json!(["default"]));
+    for system in ["x86_64-linux", "aarch64-linux"] {
+        assert_eq!(flake["packages"][system], json!(["cilium-peer", "default"]));
+        assert_eq!(
+            flake["checks"][system],
+            json!({
+                "package": "cilium-peer",
+                "formatting": "cilium-peer-formatting",
+                "vm-bgp": "vm-test-cilium-peer-bgp",
+                "vm-md5": "vm-test-cilium-peer-md5"
+            })
+        );
+        assert_eq!(flake["devShells"][system], json!(["default"]));
+        let tools = flake["devShellPackages"][system]
+            .as_array()
+            .expect("the shell's packages");
+        for tool in [
+            "cargo", "clippy", "rustfmt", "gobgp", "gobgpd", "bird2", "ndisc6", "radvd",
+        ] {
+            assert!(
+                tools.contains(&json!(tool)),
+                "{tool} missing from {tools:?}"
+            );
+        }
+        assert_eq!(flake["formatter"][system], "nixfmt-tree");
+    }
+}
