@@ -62,8 +62,8 @@ pub struct Kernel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bridge {
     pub prefixes: Vec<IpNet>,
-    /// The `ra` object as written; the router advertisement module owns its meaning.
-    pub ra: serde_json::Value,
+    /// Router advertisements on this bridge (keys in docs/ra.md).
+    pub ra: crate::ra::RaConfig,
 }
 
 /// `neighbors[]`: a range of addresses that may open passive sessions.
@@ -378,8 +378,16 @@ impl Validator {
                 .enumerate()
                 .filter_map(|(i, p)| self.prefix(&format!("{path}.prefixes[{i}]"), p))
                 .collect();
-            let ra =
+            let ra_value =
                 b.ra.unwrap_or(serde_json::Value::Object(Default::default()));
+            let ra = crate::ra::config::parse(&format!("{path}.ra"), &ra_value).unwrap_or_else(
+                |errors| {
+                    for (path, message) in errors {
+                        self.error(path, message);
+                    }
+                    crate::ra::RaConfig::default()
+                },
+            );
             bridges.insert(name, Bridge { prefixes, ra });
         }
 
@@ -682,5 +690,27 @@ mod tests {
         assert_eq!(c.bridge_of(peer), Some("vmbr-dev"));
         assert_eq!(c.neighbor_group_of(peer).unwrap().name, "cilium");
         assert_eq!(c.bridge_of("2001:db8:2::1".parse().unwrap()), None);
+    }
+}
+
+#[cfg(test)]
+mod ra_tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_ra_setting_is_reported_with_its_path_by_check() {
+        let errors = Config::parse(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100,
+                 "bridges": { "vmbr-dev": { "prefixes": ["2001:db8:1::/64"],
+                                            "ra": { "min_interval": 500, "max_interval": 100 } } } }"#,
+        )
+        .expect_err("min_interval above max_interval");
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.path.starts_with("bridges.vmbr-dev.ra.")),
+            "{errors}"
+        );
     }
 }

@@ -993,16 +993,6 @@ fn ra_bridges(config: &Config) -> Vec<ra::Bridge> {
     config
         .bridges
         .iter()
-        .filter_map(|(name, bridge)| {
-            match ra::Bridge::from_config(name, &bridge.prefixes, &bridge.ra) {
-                Ok(bridge) => Some(bridge),
-                Err(errors) => {
-                    for (path, message) in errors {
-                        tracing::error!(%path, %message, "invalid RA settings: no RAs on this bridge");
-                    }
-                    None
-                }
-            }
-        })
+        .map(|(name, bridge)| ra::Bridge::from_config(name, &bridge.prefixes, &bridge.ra))
         .collect()
 }

@@ -505,9 +505,7 @@ fn a_bridge_from_the_config_file_keeps_only_its_ipv6_prefixes() {
         "192.0.2.0/24".parse().unwrap(),
         "2001:db8:1::/64".parse().unwrap(),
     ];
-    let bridge =
-        cilium_peer::ra::Bridge::from_config("vmbr-dev", &prefixes, &serde_json::json!({}))
-            .unwrap();
+    let bridge = cilium_peer::ra::Bridge::from_config("vmbr-dev", &prefixes, &RaConfig::default());
     assert_eq!(bridge.prefixes, [net("2001:db8:1::/64")]);
     assert!(bridge.ra.enabled(!bridge.prefixes.is_empty()));
 }

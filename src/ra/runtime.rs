@@ -30,14 +30,10 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// The bridge `ifname` as the config file has it: its prefixes (IPv4 ones are left out)
-    /// and its `ra` object, parsed and validated (see [`super::config::parse`]).
-    pub fn from_config(
-        ifname: &str,
-        prefixes: &[ipnet::IpNet],
-        ra: &serde_json::Value,
-    ) -> Result<Bridge, Vec<(String, String)>> {
-        Ok(Bridge {
+    /// The bridge `ifname` as the validated config has it: its prefixes (IPv4 ones are
+    /// left out) and its RA settings.
+    pub fn from_config(ifname: &str, prefixes: &[ipnet::IpNet], ra: &super::RaConfig) -> Bridge {
+        Bridge {
             ifname: ifname.to_string(),
             prefixes: prefixes
                 .iter()
@@ -46,8 +42,8 @@ impl Bridge {
                     ipnet::IpNet::V4(_) => None,
                 })
                 .collect(),
-            ra: super::config::parse(&format!("bridges.{ifname}.ra"), ra)?,
-        })
+            ra: ra.clone(),
+        }
     }
 
     fn enabled(&self) -> bool {
