@@ -987,8 +987,7 @@ fn monotonic_usec() -> NotifyState<'static> {
     NotifyState::MonotonicUsec(ts.tv_sec as i128 * 1_000_000 + ts.tv_nsec as i128 / 1000)
 }
 
-/// The bridges' RA settings from the config; a bridge whose `ra` object is invalid gets no
-/// RAs (`check` and the config loader report the same errors).
+/// Every configured bridge with its (validated) RA settings.
 fn ra_bridges(config: &Config) -> Vec<ra::Bridge> {
     config
         .bridges
