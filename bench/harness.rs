@@ -274,6 +274,12 @@ impl Lab {
         ])?;
         lab.exec(&host, &["ip", "link", "set", &port, "master", BRIDGE, "up"])?;
         lab.exec(&inj, &["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"])?;
+        // BIRD stalls for its 3 s poll timeout when a fast receiver empties a full send
+        // buffer at the end of a burst; a send buffer that holds the whole table avoids it.
+        lab.exec(
+            &inj,
+            &["sysctl", "-qw", "net.ipv4.tcp_wmem=4096 33554432 33554432"],
+        )?;
         lab.exec(&inj, &["ip", "link", "set", "eth0", "up"])?;
         let mut batch = String::new();
         for a in ["192.0.2.1/24", &format!("{HOST_V6}/64")] {
@@ -631,15 +637,51 @@ fn spread(v: &[f64]) -> String {
 struct Poller<'a> {
     lab: &'a Lab,
     base6: u64,
+    /// The injector's control socket, poked at every poll (see [`Waker`]).
+    waker: Option<Waker>,
+}
+
+/// Keeps the injector BIRD's event loop turning. BIRD 2.0 sometimes leaves the last
+/// UPDATEs of a burst unsent until its poll() times out, 3 s later; it happens when the
+/// receiver drains the session faster than BIRD fills it (so with cilium-peer, not with BIRD
+/// as the receiver). A command on its control socket every poll wakes the loop, for every
+/// receiver alike.
+struct Waker(std::os::unix::net::UnixStream);
+
+impl Waker {
+    fn connect(socket: &Path) -> Result<Waker, String> {
+        let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(Waker(stream))
+    }
+
+    fn poke(&mut self) {
+        use std::io::Read;
+        let mut sink = [0u8; 4096];
+        while matches!(self.0.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = self.0.write_all(b"show status\n");
+    }
 }
 
 impl Poller<'_> {
     /// Waits until the table holds `v4` IPv4 prefixes and `v6` IPv6 routes above the
     /// baseline; returns the time since `start`.
-    fn until(&self, what: &str, start: Instant, v4: u64, v6: u64) -> Result<f64, String> {
+    fn until(&mut self, what: &str, start: Instant, v4: u64, v6: u64) -> Result<f64, String> {
+        let mut waker = self.waker.take();
         let mut last = (0, 0);
-        wait(what, Duration::from_millis(20), || {
+        let mut first: Option<f64> = None;
+        let initial = self.lab.counters();
+        let result = wait(what, Duration::from_millis(20), || {
+            if let Some(w) = waker.as_mut() {
+                w.poke();
+            }
             let (a, b) = self.lab.counters();
+            if first.is_none() && (a, b) != initial {
+                first = Some(start.elapsed().as_secs_f64());
+            }
+            if (a, b) != last && std::env::var_os("BENCH_TRACE").is_some() {
+                eprintln!("    {:.3} s: {a} {b}", start.elapsed().as_secs_f64());
+            }
             last = (a, b);
             (a == v4 && b == self.base6 + v6).then(|| start.elapsed().as_secs_f64())
         })
@@ -650,7 +692,15 @@ impl Poller<'_> {
                 last.0,
                 last.1
             )
-        })
+        });
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!(
+                "    {what}: first change after {:.3} s",
+                first.unwrap_or(0.0)
+            );
+        }
+        self.waker = waker;
+        result
     }
 }
 
@@ -759,9 +809,10 @@ fn ingest(options: &Options) -> Result<String, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     for run in 0..options.runs {
         lab.clear_table()?;
-        let poller = Poller {
+        let mut poller = Poller {
             lab: &lab,
             base6: lab.counters().1,
+            waker: None,
         };
         let start = Instant::now();
         sh(&[
@@ -810,9 +861,10 @@ fn ingest(options: &Options) -> Result<String, String> {
         for run in 0..options.runs {
             lab.clear_table()?;
             let pid = receiver.start(&mut lab, options, false)?;
-            let poller = Poller {
+            let mut poller = Poller {
                 lab: &lab,
                 base6: lab.counters().1,
+                waker: Some(Waker::connect(&inj_socket)?),
             };
             lab.birdc(&inj_socket, &["enable", "bulk"])?;
             let start = lab.wait_connection()?;

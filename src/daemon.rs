@@ -677,7 +677,7 @@ impl Daemon {
         for error in &errors {
             match error.op {
                 // Deleting what is already gone is the outcome we wanted.
-                FibOp::Delete { .. } if error.errno == libc::ESRCH => {}
+                Some(FibOp::Delete { .. }) if error.errno == libc::ESRCH => {}
                 _ => {
                     tracing::warn!(%error, "kernel refused a route change; resynchronising the table");
                     self.resync_needed = true;

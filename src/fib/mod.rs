@@ -3,3 +3,4 @@
 
 pub mod diff;
 pub mod netlink;
+pub mod nexthop;
