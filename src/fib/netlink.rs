@@ -23,7 +23,7 @@
 //! kernel holds, so whatever happened underneath (ENOBUFS, objects deleted by hand), the next
 //! resync starts from the truth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -37,7 +37,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::diff::FibOp;
-use super::nexthop::{self, Object, Objects};
+use super::nexthop::{self, Object, Objects, RouteObjects};
 use crate::rib::NextHop;
 
 /// Socket buffers: room for big batches one way and for many failures the other.
@@ -197,9 +197,8 @@ impl Channel {
     }
 
     /// Sends one request and waits for its acknowledgement; returns its errno (0 = done).
-    fn request(&mut self, message: &[u8]) -> io::Result<i32> {
-        let mut failures = Vec::new();
-        self.drain(&mut failures);
+    fn request(&mut self, message: &[u8], failures: &mut Vec<(i32, Vec<u8>)>) -> io::Result<i32> {
+        self.drain(failures);
         let mut with_ack = message.to_vec();
         let flags = u16::from_ne_bytes([with_ack[6], with_ack[7]]) | 0x4; // NLM_F_ACK
         with_ack[6..8].copy_from_slice(&flags.to_ne_bytes());
@@ -272,8 +271,10 @@ impl Channel {
 
     /// Sends a dump request and hands each answer to `each` until the dump is done.
     fn dump(&mut self, request: &[u8], mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
-        let mut failures = Vec::new();
-        self.drain(&mut failures);
+        // Reports of earlier requests would be mistaken for the dump's: a caller that
+        // dumps resynchronises anyway.
+        let mut earlier = Vec::new();
+        self.drain(&mut earlier);
         // SAFETY: as in `send`.
         let sent = unsafe {
             libc::send(
@@ -370,7 +371,7 @@ pub struct Fib {
     objects: Objects,
     /// With nexthop objects: the object each of our routes uses (0: a plain route;
     /// `DELETING`: a delete waits for the next flush).
-    installed: HashMap<IpNet, u32>,
+    installed: RouteObjects,
     /// Deletes held back until the flush, with the object the route used: if nothing
     /// uses the object by then, deleting it removes the route.
     deferred: Vec<(IpNet, u32)>,
@@ -404,7 +405,7 @@ impl Fib {
             v4: Channel::open()?,
             v6: Channel::open()?,
             objects: Objects::new(),
-            installed: HashMap::new(),
+            installed: RouteObjects::default(),
             deferred: Vec::new(),
             seq: 0,
             failures: Vec::new(),
@@ -449,7 +450,7 @@ impl Fib {
     /// the failures.
     pub async fn flush(&mut self) -> Vec<FibError> {
         for (prefix, object) in std::mem::take(&mut self.deferred) {
-            if self.installed.get(&prefix) != Some(&DELETING) {
+            if self.installed.get(&prefix) != Some(DELETING) {
                 continue; // installed again since: the replace took care of it
             }
             self.installed.remove(&prefix);
@@ -458,9 +459,7 @@ impl Fib {
             }
             // Otherwise deleting the object below removes the route.
         }
-        if self.installed.capacity() > 2 * self.installed.len() + 1024 {
-            self.installed.shrink_to_fit();
-        }
+        self.installed.shrink();
         self.send_batches();
         let unused = self.objects.take_unused();
         if !unused.is_empty() {
@@ -508,7 +507,7 @@ impl Fib {
     }
 
     fn delete(&mut self, prefix: IpNet) {
-        match self.installed.get(&prefix).copied() {
+        match self.installed.get(&prefix) {
             Some(DELETING) => {}
             Some(id) if id != 0 => {
                 self.objects.release(id);
@@ -604,7 +603,10 @@ impl Fib {
             let mut message = Vec::new();
             let seq = self.next_seq();
             nexthop::encode_new(&mut message, seq, id, self.protocol, &object);
-            match self.v6.request(&message) {
+            let mut earlier = Vec::new();
+            let answer = self.v6.request(&message, &mut earlier);
+            self.record(earlier);
+            match answer {
                 Ok(0) => {
                     self.objects.insert(id, object);
                     return Some(id);
@@ -636,10 +638,26 @@ impl Fib {
         } else {
             (self.v4.send(), self.v6.send())
         };
-        for (errno, echoed) in v4.into_iter().chain(v6) {
+        self.record(v4);
+        self.record(v6);
+    }
+
+    fn record(&mut self, failures: Vec<(i32, Vec<u8>)>) {
+        for (errno, echoed) in failures {
             let op = self.failed_op(&echoed);
             self.failures.push(FibError { op, errno });
         }
+    }
+
+    /// Sets both sockets' receive buffers (where failure reports queue up), in bytes.
+    pub fn set_receive_buffer(&mut self, bytes: usize) -> io::Result<()> {
+        for channel in [&self.v4, &self.v6] {
+            let size = bytes.min(i32::MAX as usize) as libc::c_int;
+            if setsockopt(&channel.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+                setsockopt(&channel.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size)?;
+            }
+        }
+        Ok(())
     }
 
     /// The operation of a refused request, from the request the kernel echoed back.

@@ -16,6 +16,7 @@ pub const RTM_GETNEXTHOP: u16 = 106;
 
 const NHA_ID: u16 = 1;
 const NHA_GROUP: u16 = 2;
+const NHA_GROUP_TYPE: u16 = 3;
 const NHA_OIF: u16 = 5;
 const NHA_GATEWAY: u16 = 6;
 
@@ -170,8 +171,10 @@ pub fn parse(payload: &[u8]) -> Option<(u32, u8, Option<Object>)> {
                 members.sort_unstable();
                 group = Some(members);
             }
-            // NHA_GROUP_TYPE (resilient), NHA_BLACKHOLE, NHA_ENCAP, NHA_FDB...
-            3 | 4 | 7 | 8 | 11 | 13 => other = true,
+            // NHA_GROUP_TYPE: only plain multipath (0) groups are ours.
+            NHA_GROUP_TYPE => other |= value.first().is_some_and(|t| *t != 0),
+            // NHA_BLACKHOLE, NHA_ENCAP_TYPE, NHA_ENCAP, NHA_FDB, NHA_RES_GROUP
+            4 | 7 | 8 | 11 | 13 => other = true,
             _ => {}
         }
     }
@@ -324,6 +327,64 @@ impl Objects {
     }
 }
 
+/// Which object each of our routes uses, keyed compactly: an IPv4 prefix in 8 bytes, an
+/// IPv6 one in 17 (a plain `HashMap<IpNet, u32>` spends 24 per entry plus padding).
+#[derive(Debug, Default)]
+pub struct RouteObjects {
+    v4: HashMap<u64, u32>,
+    v6: HashMap<([u8; 16], u8), u32>,
+}
+
+impl RouteObjects {
+    pub fn get(&self, prefix: &ipnet::IpNet) -> Option<u32> {
+        match prefix {
+            ipnet::IpNet::V4(p) => self.v4.get(&v4_key(p)).copied(),
+            ipnet::IpNet::V6(p) => self.v6.get(&(p.addr().octets(), p.prefix_len())).copied(),
+        }
+    }
+
+    pub fn insert(&mut self, prefix: ipnet::IpNet, object: u32) -> Option<u32> {
+        match prefix {
+            ipnet::IpNet::V4(p) => self.v4.insert(v4_key(&p), object),
+            ipnet::IpNet::V6(p) => self.v6.insert((p.addr().octets(), p.prefix_len()), object),
+        }
+    }
+
+    pub fn remove(&mut self, prefix: &ipnet::IpNet) -> Option<u32> {
+        match prefix {
+            ipnet::IpNet::V4(p) => self.v4.remove(&v4_key(p)),
+            ipnet::IpNet::V6(p) => self.v6.remove(&(p.addr().octets(), p.prefix_len())),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.v4 = HashMap::new();
+        self.v6 = HashMap::new();
+    }
+
+    /// Gives back memory after many routes went.
+    pub fn shrink(&mut self) {
+        if self.v4.capacity() > 2 * self.v4.len() + 1024 {
+            self.v4.shrink_to_fit();
+        }
+        if self.v6.capacity() > 2 * self.v6.len() + 1024 {
+            self.v6.shrink_to_fit();
+        }
+    }
+}
+
+fn v4_key(prefix: &ipnet::Ipv4Net) -> u64 {
+    (u64::from(u32::from(prefix.addr())) << 8) | u64::from(prefix.prefix_len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +450,20 @@ mod tests {
     }
 
     #[test]
+    fn a_dumped_multipath_group_is_ours_and_a_resilient_one_is_not() {
+        let dumped = |group_type: u16| {
+            let mut out = as_dumped(&Object::Group(vec![2, 1]), 5);
+            attr(&mut out, NHA_GROUP_TYPE, &group_type.to_ne_bytes());
+            out
+        };
+        assert_eq!(
+            parse(&dumped(0)),
+            Some((5, 196, Some(Object::Group(vec![1, 2]))))
+        );
+        assert_eq!(parse(&dumped(1)), Some((5, 196, None)));
+    }
+
+    #[test]
     fn a_delete_names_only_the_id() {
         let mut out = Vec::new();
         encode_delete(&mut out, 3, 0x1234);
@@ -429,6 +504,22 @@ mod tests {
             vec![hop("2001:db8:1::2", 7), hop("2001:db8:1::3", 7)]
         );
         assert_eq!(objects.users(10), 1);
+    }
+
+    #[test]
+    fn route_objects_tell_prefixes_of_both_families_and_lengths_apart() {
+        let mut routes = RouteObjects::default();
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        assert_eq!(routes.insert(net("10.0.0.0/24"), 1), None);
+        assert_eq!(routes.insert(net("10.0.0.0/25"), 2), None);
+        assert_eq!(routes.insert(net("fd00::/64"), 3), None);
+        assert_eq!(routes.insert(net("fd00::/65"), 4), None);
+        assert_eq!(routes.insert(net("10.0.0.0/24"), 5), Some(1));
+        assert_eq!(routes.get(&net("10.0.0.0/25")), Some(2));
+        assert_eq!(routes.get(&net("fd00::/64")), Some(3));
+        assert_eq!(routes.remove(&net("fd00::/65")), Some(4));
+        assert_eq!(routes.get(&net("fd00::/65")), None);
+        assert_eq!(routes.len(), 3);
     }
 
     #[test]
