@@ -96,6 +96,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("load") {
         return loader::main(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("legs") {
+        return loader::legs_main(&args[1..]);
+    }
     clean_up_on_signals();
     let options = match parse(&args) {
         Ok(o) => o,
@@ -274,12 +277,6 @@ impl Lab {
         ])?;
         lab.exec(&host, &["ip", "link", "set", &port, "master", BRIDGE, "up"])?;
         lab.exec(&inj, &["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"])?;
-        // BIRD stalls for its 3 s poll timeout when a fast receiver empties a full send
-        // buffer at the end of a burst; a send buffer that holds the whole table avoids it.
-        lab.exec(
-            &inj,
-            &["sysctl", "-qw", "net.ipv4.tcp_wmem=4096 33554432 33554432"],
-        )?;
         lab.exec(&inj, &["ip", "link", "set", "eth0", "up"])?;
         let mut batch = String::new();
         for a in ["192.0.2.1/24", &format!("{HOST_V6}/64")] {
@@ -345,6 +342,14 @@ impl Lab {
         let pid = child.id();
         self.children.push((label.to_string(), child));
         Ok(pid)
+    }
+
+    /// Whether a process started by `spawn` still runs.
+    fn running(&mut self, label: &str) -> bool {
+        self.children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .is_some_and(|(_, child)| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Stops a process started by `spawn`: SIGTERM, then SIGKILL after 10 s.
@@ -983,34 +988,23 @@ fn wait_injector(lab: &Lab, socket: &Path, routes: u64) -> Result<(), String> {
     )
 }
 
-/// ECMP legs per family in our table: routes, each counted once per next hop.
+/// ECMP legs per family in our table: routes, each counted once per next hop. Read with a
+/// netlink dump of our own: `ip -6 route` shows nothing at all once one IPv6 route has
+/// more than about 130 next hops (the kernel's first dump buffer is sized by the socket's
+/// earlier reads, and iproute2's socket is fresh), so the socket reads once with a large
+/// buffer before dumping.
 fn legs(lab: &Lab) -> (u64, u64) {
-    let count = |family: &str| -> u64 {
-        let out = Command::new("ip")
-            .args([
-                "-n",
-                &lab.host,
-                "-j",
-                family,
-                "route",
-                "show",
-                "table",
-                &TABLE.to_string(),
-            ])
-            .output();
-        let Ok(out) = out else { return 0 };
-        let routes: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        routes
-            .as_array()
-            .map(|rs| {
-                rs.iter()
-                    .map(|r| r["nexthops"].as_array().map_or(1, |h| h.len() as u64))
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
-    (count("-4"), count("-6"))
+    let me = std::env::current_exe().expect("own path");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.host])
+        .arg(me)
+        .args(["legs", &TABLE.to_string()])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut numbers = text.split_whitespace().filter_map(|w| w.parse().ok());
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
 }
 
 fn many_peers(options: &Options) -> Result<String, String> {
@@ -1062,49 +1056,95 @@ fn many_peers(options: &Options) -> Result<String, String> {
     let want = u64::from(p) + u64::from(l) * u64::from(p);
     let mut results = Vec::new();
     for receiver in [Receiver::Bird, Receiver::CiliumPeer] {
-        let mut times = Vec::new();
-        let mut hwms = Vec::new();
+        // Per run: convergence time (or what went wrong) and peak RSS.
+        let mut runs: Vec<(Result<f64, String>, f64)> = Vec::new();
         for run in 0..options.runs {
             lab.clear_table()?;
             let pid = receiver.start(&mut lab, options, true)?;
             birdc_all("enable")?;
             let start = lab.wait_connection()?;
-            let t = wait("ECMP convergence", Duration::from_millis(100), || {
-                (legs(&lab) == (want, want)).then(|| start.elapsed().as_secs_f64())
-            })?;
-            let (hwm, _) = rss_kib(pid);
-            println!(
-                "  run {run}: {}: converged in {t:.2} s, peak RSS {:.1} MiB",
-                receiver.name(),
-                hwm as f64 / 1024.0
-            );
+            let mut wakers = sockets
+                .iter()
+                .map(|s| Waker::connect(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut hwm = 0;
+            let mut seen = (0, 0);
+            let outcome = wait("ECMP convergence", Duration::from_millis(100), || {
+                if !lab.running("receiver") {
+                    return Some(Err(format!(
+                        "exited after {:.1} s with {} + {} of {want} + {want} legs",
+                        start.elapsed().as_secs_f64(),
+                        seen.0,
+                        seen.1
+                    )));
+                }
+                for waker in &mut wakers {
+                    waker.poke();
+                }
+                hwm = hwm.max(rss_kib(pid).0);
+                seen = legs(&lab);
+                (seen == (want, want)).then(|| Ok(start.elapsed().as_secs_f64()))
+            })
+            .unwrap_or_else(Err);
+            hwm = hwm.max(rss_kib(pid).0);
+            match &outcome {
+                Ok(t) => println!(
+                    "  run {run}: {}: converged in {t:.2} s, peak RSS {:.1} MiB",
+                    receiver.name(),
+                    hwm as f64 / 1024.0
+                ),
+                Err(e) => println!("  run {run}: {}: {e}", receiver.name()),
+            }
             birdc_all("disable")?;
-            wait("routes to go", Duration::from_millis(100), || {
-                (legs(&lab) == (0, 0)).then_some(())
-            })?;
+            if lab.running("receiver") {
+                wait("routes to go", Duration::from_millis(100), || {
+                    (legs(&lab) == (0, 0)).then_some(())
+                })?;
+            }
             lab.stop("receiver");
-            times.push(t);
-            hwms.push(hwm as f64);
+            runs.push((outcome, hwm as f64));
         }
-        results.push((receiver, times, hwms));
+        results.push((receiver, runs));
     }
-    let (bird_t, bird_m) = (median(results[0].1.clone()), median(results[0].2.clone()));
+    let summary = |runs: &[(Result<f64, String>, f64)]| {
+        let times: Vec<f64> = runs
+            .iter()
+            .filter_map(|(t, _)| t.as_ref().ok().copied())
+            .collect();
+        let failure = runs.iter().find_map(|(t, _)| t.as_ref().err().cloned());
+        let hwm = median(runs.iter().map(|(_, m)| *m).collect());
+        (times, failure, hwm)
+    };
+    let (bird_times, _, bird_m) = summary(&results[0].1);
+    let bird_t = (!bird_times.is_empty()).then(|| median(bird_times.clone()));
     let mut t = format!(
         "\nMany peers: {p} sessions, {p} IPv4 + {p} IPv6 pod CIDRs, {l} + {l} LoadBalancer IPs with {p} next hops each; median of {} run(s)\n\n\
          | who | convergence s | vs BIRD | peak RSS MiB | vs BIRD |\n|---|---|---|---|---|\n",
         options.runs
     );
-    for (receiver, times, hwms) in &results {
-        let (c, m) = (median(times.clone()), median(hwms.clone()));
+    for (receiver, runs) in &results {
+        let (times, failure, m) = summary(runs);
         let label = match receiver {
             Receiver::Bird => "BIRD, merge paths",
             Receiver::CiliumPeer => "cilium-peer",
         };
+        let time = match (times.is_empty(), &failure) {
+            (false, None) => format!("{:.2}{}", median(times.clone()), spread(&times)),
+            (false, Some(f)) => format!(
+                "{:.2}{} ({} failed: {f})",
+                median(times.clone()),
+                spread(&times),
+                runs.len() - times.len()
+            ),
+            (true, f) => format!("failed: {}", f.clone().unwrap_or_default()),
+        };
+        let ratio = match (times.is_empty(), bird_t) {
+            (false, Some(b)) => format!("{:.2}x", median(times.clone()) / b),
+            _ => "-".to_string(),
+        };
         writeln!(
             t,
-            "| {label} | {c:.2}{} | {:.2}x | {:.1} | {:.2}x |",
-            spread(times),
-            c / bird_t,
+            "| {label} | {time} | {ratio} | {:.1} | {:.2}x |",
             m / 1024.0,
             m / bird_m
         )
@@ -1294,6 +1334,115 @@ mod loader {
             }
         }
         collect(&fd, n)
+    }
+
+    /// `bench legs TABLE`: prints the IPv4 and IPv6 ECMP legs in TABLE.
+    pub fn legs_main(args: &[String]) -> ExitCode {
+        let table: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(TABLE);
+        match (
+            count_legs(table, libc::AF_INET as u8),
+            count_legs(table, libc::AF_INET6 as u8),
+        ) {
+            (Ok(a), Ok(b)) => {
+                println!("{a} {b}");
+                ExitCode::SUCCESS
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("legs: {e}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    fn count_legs(table: u32, family: u8) -> io::Result<u64> {
+        const RTM_GETROUTE: u16 = 26;
+        const NLM_F_DUMP: u16 = 0x300;
+        const NLMSG_DONE: u16 = 3;
+        const RTA_MULTIPATH: u16 = 9;
+        let fd = socket()?;
+        let mut buffer = vec![0u8; 64 << 10];
+        // A first read with a large buffer, so that the kernel sizes dump buffers to it.
+        let mut out = Vec::new();
+        let start = header(&mut out, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_ACK, 1);
+        out.extend_from_slice(&[family, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        attr(&mut out, RTA_DST, &[192, 0, 2, 1]);
+        finish(&mut out, start);
+        if family == libc::AF_INET as u8 {
+            send(&fd, &out)?;
+            // SAFETY: receives into a buffer we own.
+            unsafe { libc::recv(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+        } else {
+            let mut out = Vec::new();
+            let start = header(&mut out, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_ACK, 1);
+            out.extend_from_slice(&[family, 128, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            attr(&mut out, RTA_DST, &Ipv6Addr::LOCALHOST.octets());
+            finish(&mut out, start);
+            send(&fd, &out)?;
+            // SAFETY: as above.
+            unsafe { libc::recv(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+        }
+        let mut out = Vec::new();
+        let start = header(&mut out, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 2);
+        out.extend_from_slice(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        finish(&mut out, start);
+        send(&fd, &out)?;
+        let mut legs = 0;
+        loop {
+            // SAFETY: receives into a buffer we own.
+            let n =
+                unsafe { libc::recv(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut at = 0;
+            let n = n as usize;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(buffer[at..at + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(buffer[at + 4..at + 6].try_into().unwrap());
+                let seq = u32::from_ne_bytes(buffer[at + 8..at + 12].try_into().unwrap());
+                if len < 16 || at + len > n {
+                    break;
+                }
+                if seq == 2 && (kind == NLMSG_DONE || kind == NLMSG_ERROR) {
+                    return Ok(legs);
+                }
+                if seq == 2 && kind == RTM_NEWROUTE && len >= 28 {
+                    let message = &buffer[at + 16..at + len];
+                    let mut route_table = u32::from(message[4]);
+                    let mut hops = 1;
+                    let mut attrs = &message[12..];
+                    while attrs.len() >= 4 {
+                        let alen = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+                        let akind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+                        if alen < 4 || alen > attrs.len() {
+                            break;
+                        }
+                        let value = &attrs[4..alen];
+                        if akind == RTA_TABLE && value.len() == 4 {
+                            route_table = u32::from_ne_bytes(value.try_into().unwrap());
+                        }
+                        if akind == RTA_MULTIPATH {
+                            let mut count = 0;
+                            let mut rest = value;
+                            while rest.len() >= 8 {
+                                let hlen = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+                                if hlen < 8 {
+                                    break;
+                                }
+                                count += 1;
+                                rest = &rest[((hlen + 3) & !3).min(rest.len())..];
+                            }
+                            hops = count;
+                        }
+                        attrs = &attrs[((alen + 3) & !3).min(attrs.len())..];
+                    }
+                    if route_table == table {
+                        legs += hops;
+                    }
+                }
+                at += (len + 3) & !3;
+            }
+        }
     }
 
     fn load(n: u32) -> io::Result<u64> {
