@@ -69,6 +69,38 @@ impl fmt::Display for Rejection {
 }
 
 /// The built-in safety rules, then the allow list. `bridges` are every bridge's prefixes.
+/// Address space no learned route may touch, with the reason.
+const SPECIAL: &[(IpNet, Rejection)] = {
+    use std::net::{Ipv4Addr as V4, Ipv6Addr as V6};
+    const fn v4(a: [u8; 4], len: u8) -> IpNet {
+        IpNet::V4(ipnet::Ipv4Net::new_assert(
+            V4::new(a[0], a[1], a[2], a[3]),
+            len,
+        ))
+    }
+    const fn v6(a: [u16; 8], len: u8) -> IpNet {
+        IpNet::V6(ipnet::Ipv6Net::new_assert(
+            V6::new(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]),
+            len,
+        ))
+    }
+    &[
+        (v4([169, 254, 0, 0], 16), Rejection::LinkLocal),
+        (v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), Rejection::LinkLocal),
+        (v4([224, 0, 0, 0], 4), Rejection::Multicast),
+        (v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), Rejection::Multicast),
+        (v4([127, 0, 0, 0], 8), Rejection::Loopback),
+        (v6([0, 0, 0, 0, 0, 0, 0, 1], 128), Rejection::Loopback),
+        // IPv4-mapped and unspecified space has no business in an IPv6 table.
+        (
+            v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),
+            Rejection::UnusableNextHop,
+        ),
+        (v6([0; 8], 128), Rejection::UnusableNextHop),
+        (v4([0, 0, 0, 0], 8), Rejection::UnusableNextHop),
+    ]
+};
+
 pub fn check_prefix(
     prefix: &IpNet,
     bridges: &[IpNet],
@@ -77,21 +109,8 @@ pub fn check_prefix(
     if prefix.prefix_len() == 0 {
         return Err(Rejection::DefaultRoute);
     }
-    let special: &[(&str, Rejection)] = &[
-        ("169.254.0.0/16", Rejection::LinkLocal),
-        ("fe80::/10", Rejection::LinkLocal),
-        ("224.0.0.0/4", Rejection::Multicast),
-        ("ff00::/8", Rejection::Multicast),
-        ("127.0.0.0/8", Rejection::Loopback),
-        ("::1/128", Rejection::Loopback),
-        // IPv4-mapped and unspecified space has no business in an IPv6 table.
-        ("::ffff:0:0/96", Rejection::UnusableNextHop),
-        ("::/128", Rejection::UnusableNextHop),
-        ("0.0.0.0/8", Rejection::UnusableNextHop),
-    ];
-    for (net, why) in special {
-        let net: IpNet = net.parse().expect("constant prefix");
-        if overlaps(&net, prefix) {
+    for (net, why) in SPECIAL {
+        if overlaps(net, prefix) {
             return Err(*why);
         }
     }

@@ -50,6 +50,9 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
+const RTA_DST: u16 = 1;
+const RTA_TABLE: u16 = 15;
+const RTA_NH_ID: u16 = 30;
 /// An entry of `installed` whose route has a delete pending until the next flush.
 const DELETING: u32 = u32::MAX;
 
@@ -494,16 +497,45 @@ impl Fib {
                 self.objects.release(old);
             }
         }
-        let mut message = self.route_message(&prefix);
+        let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
         match object {
-            Some(id) => message.attributes.push(RouteAttribute::NhId(id)),
-            None => add_next_hops(&mut message, &prefix, next_hops),
+            Some(id) => self.encode_short(RTM_NEWROUTE, flags, &prefix, Some(id)),
+            None => {
+                let mut message = self.route_message(&prefix);
+                add_next_hops(&mut message, &prefix, next_hops);
+                self.encode(&prefix, RouteNetlinkMessage::NewRoute(message), flags);
+            }
         }
-        self.encode(
-            &prefix,
-            RouteNetlinkMessage::NewRoute(message),
-            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
-        );
+    }
+
+    /// A route message with only table, destination and (optionally) object id, written
+    /// straight into the family's buffer: the hot path, for every route of a bulk load.
+    fn encode_short(&mut self, kind: u16, flags: u16, prefix: &IpNet, object: Option<u32>) {
+        let seq = self.next_seq();
+        let (table, protocol) = (self.table, self.protocol);
+        let out = match prefix {
+            IpNet::V4(_) => &mut self.v4.out,
+            IpNet::V6(_) => &mut self.v6.out,
+        };
+        let start = nexthop::header(out, kind, flags, seq);
+        let family = match prefix {
+            IpNet::V4(_) => libc::AF_INET,
+            IpNet::V6(_) => libc::AF_INET6,
+        } as u8;
+        let short_table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+        out.extend_from_slice(&[family, prefix.prefix_len(), 0, 0, short_table, protocol, 0]);
+        out.push(1); // RTN_UNICAST
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        nexthop::attr(out, RTA_TABLE, &table.to_ne_bytes());
+        match prefix {
+            IpNet::V4(p) => nexthop::attr(out, RTA_DST, &p.network().octets()),
+            IpNet::V6(p) => nexthop::attr(out, RTA_DST, &p.network().octets()),
+        }
+        if let Some(id) = object {
+            nexthop::attr(out, RTA_NH_ID, &id.to_ne_bytes());
+        }
+        nexthop::finish(out, start);
     }
 
     fn delete(&mut self, prefix: IpNet) {
@@ -523,12 +555,7 @@ impl Fib {
     }
 
     fn encode_delete(&mut self, prefix: IpNet) {
-        let message = self.route_message(&prefix);
-        self.encode(
-            &prefix,
-            RouteNetlinkMessage::DelRoute(message),
-            NLM_F_REQUEST,
-        );
+        self.encode_short(RTM_DELROUTE, NLM_F_REQUEST, &prefix, None);
     }
 
     fn route_message(&self, prefix: &IpNet) -> RouteMessage {
@@ -912,6 +939,28 @@ mod tests {
         nexthop::finish(&mut bytes, b);
         let got: Vec<(u16, Vec<u8>)> = messages(&bytes).map(|(k, p)| (k, p.to_vec())).collect();
         assert_eq!(got, vec![(2, vec![1, 2, 3]), (3, vec![])]);
+    }
+
+    #[test]
+    fn short_route_messages_parse_as_route_messages() {
+        let mut fib = Fib::open_with(1336, 196, Mode::NexthopObjects).unwrap();
+        for prefix in ["10.1.2.0/24", "fd00:1:2::/64"] {
+            let prefix: IpNet = prefix.parse().unwrap();
+            fib.encode_short(RTM_NEWROUTE, NLM_F_REQUEST, &prefix, Some(77));
+            let out = match prefix {
+                IpNet::V4(_) => std::mem::take(&mut fib.v4.out),
+                IpNet::V6(_) => std::mem::take(&mut fib.v6.out),
+            };
+            let (kind, payload) = messages(&out).next().unwrap();
+            assert_eq!(kind, RTM_NEWROUTE);
+            let route: RouteMessage =
+                netlink_packet_core::Parseable::<[u8]>::parse(payload).unwrap();
+            assert_eq!(u8::from(route.header.protocol), 196);
+            assert_eq!(route.header.kind, RouteType::Unicast);
+            assert!(route.attributes.contains(&RouteAttribute::Table(1336)));
+            assert!(route.attributes.contains(&RouteAttribute::NhId(77)));
+            assert_eq!(parse_route(&route).map(|(p, _)| p), Some(prefix));
+        }
     }
 
     #[test]

@@ -329,10 +329,57 @@ impl Objects {
 
 /// Which object each of our routes uses, keyed compactly: an IPv4 prefix in 8 bytes, an
 /// IPv6 one in 17 (a plain `HashMap<IpNet, u32>` spends 24 per entry plus padding).
+/// Hashed with [`KeyHasher`]: the keys are prefixes the RIB accepted, not attacker-chosen
+/// strings, and SipHash was a visible share of a bulk load.
 #[derive(Debug, Default)]
 pub struct RouteObjects {
-    v4: HashMap<u64, u32>,
-    v6: HashMap<([u8; 16], u8), u32>,
+    v4: HashMap<u64, u32, BuildKeyHasher>,
+    v6: HashMap<([u8; 16], u8), u32, BuildKeyHasher>,
+}
+
+type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// A multiply-rotate hasher (the FxHash scheme) for small fixed-size keys, with a final mix.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    /// Mixed (the MurmurHash3 finaliser), so that the low bits the table indexes by
+    /// depend on every bit of the key.
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
 
 impl RouteObjects {
@@ -366,8 +413,8 @@ impl RouteObjects {
     }
 
     pub fn clear(&mut self) {
-        self.v4 = HashMap::new();
-        self.v6 = HashMap::new();
+        self.v4 = HashMap::default();
+        self.v6 = HashMap::default();
     }
 
     /// Gives back memory after many routes went.
