@@ -28,6 +28,9 @@ use crate::policy::{PeerLink, Rejection};
 use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
 
+/// Route changes queued before the event loop flushes them even though it is busy.
+const FIB_BATCH: usize = 32_768;
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(path: PathBuf, config: Config) -> ExitCode {
     init_logging();
@@ -212,7 +215,9 @@ impl Daemon {
                 _ = sigint.recv() => break ra::StopMode::Final,
                 _ = sigusr2.recv() => break ra::StopMode::Restart,
             }
-            if self.events.is_empty() {
+            // Flush when idle, or in the middle of a bulk load once enough has queued (the
+            // kernel gets routes sooner and the queue stays small).
+            if self.events.is_empty() || self.queue.len() >= FIB_BATCH {
                 self.flush_fib().await;
                 self.notify_status();
             }
