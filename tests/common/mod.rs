@@ -462,3 +462,39 @@ pub fn link_local(lab: &Lab, ns: &str, dev: &str) -> String {
         .unwrap_or_else(|| panic!("no link-local address on {dev} in {ns}: {out}"))
         .to_string()
 }
+
+impl Lab {
+    /// Starts BIRD 2 in the foreground in `ns` with this config; `birdc(ns, ...)` talks to it.
+    pub fn start_bird(&mut self, ns: &str, config: &str) {
+        let conf = self.write(&format!("{ns}-bird.conf"), config);
+        let socket = self.dir.join(format!("{ns}-bird.ctl"));
+        let pid = self.dir.join(format!("{ns}-bird.pid"));
+        let args = [
+            "bird",
+            "-f",
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            socket.to_str().unwrap(),
+            "-P",
+            pid.to_str().unwrap(),
+        ];
+        self.spawn(ns, &format!("bird-{ns}"), &args);
+        wait_for("BIRD's control socket", Duration::from_secs(10), || {
+            self.try_exec(
+                ns,
+                &["birdc", "-s", socket.to_str().unwrap(), "show", "status"],
+            )
+            .status
+            .success()
+            .then_some(())
+        });
+    }
+
+    pub fn birdc(&self, ns: &str, args: &[&str]) -> String {
+        let socket = self.dir.join(format!("{ns}-bird.ctl"));
+        let mut full = vec!["birdc", "-s", socket.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.exec(ns, &full)
+    }
+}
