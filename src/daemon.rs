@@ -3,7 +3,7 @@
 //! batches, keeps a dropped graceful-restart peer's routes as stale, adopts the routes a
 //! previous run left in the kernel, and handles signals, sd-notify and the control socket.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +22,7 @@ use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
 use crate::bgp::wire::{Family, Notification};
 use crate::config::{Config, NeighborGroup};
 use crate::control;
+use crate::fib::adopted::Adopted;
 use crate::fib::diff::{FibOp, reconcile};
 use crate::fib::netlink::Fib;
 use crate::policy::{PeerLink, Rejection};
@@ -101,8 +102,9 @@ struct Daemon {
     conns: HashMap<ConnId, IpAddr>,
     next_conn: ConnId,
     next_peer_id: PeerId,
-    /// Our routes found in the kernel at start that no peer has re-announced yet.
-    adopted: BTreeMap<IpNet, Vec<NextHop>>,
+    /// Next hops of our routes found in the kernel at start whose peers have not yet sent
+    /// End-of-RIB.
+    adopted: Adopted,
     adopt_deadline: Option<Instant>,
     events: mpsc::Receiver<PeerEvent>,
     events_tx: mpsc::Sender<PeerEvent>,
@@ -124,10 +126,17 @@ impl Daemon {
         let started = Instant::now();
         let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
             .map_err(|e| format!("netlink: {e}"))?;
-        let adopted = fib
+        let dumped = fib
             .dump()
             .await
             .map_err(|e| format!("reading kernel table {}: {e}", config.kernel.table))?;
+        // A route of ours without a gateway is none that we install: it goes.
+        let queue: Vec<FibOp> = dumped
+            .iter()
+            .filter(|(_, hops)| hops.is_empty())
+            .map(|(prefix, _)| FibOp::Delete { prefix: *prefix })
+            .collect();
+        let adopted = Adopted::new(dumped);
         if !adopted.is_empty() {
             tracing::info!(
                 routes = adopted.len(),
@@ -177,7 +186,7 @@ impl Daemon {
             refused_log: None,
             refused: 0,
             resync_needed: false,
-            queue: Vec::new(),
+            queue,
             started,
             last_status: None,
             ra,
@@ -293,6 +302,8 @@ impl Daemon {
                 hold_time: group.hold_time,
                 graceful_restart: group.graceful_restart,
                 forwarding_preserved: self.config.kernel.persist,
+                // RFC 4724 4.1: we restarted, and still hold routes of the previous run.
+                restarting: self.adopt_deadline.is_some(),
             },
             import: group.import.clone(),
             bridge_prefixes: self.bridge_prefixes(),
@@ -583,27 +594,19 @@ impl Daemon {
         }
         if self.adopt_deadline.is_some_and(|t| t <= now) {
             self.adopt_deadline = None;
-            let leftover: Vec<IpNet> = self.adopted.keys().copied().collect();
+            let leftover = self.adopted.expire();
             if !leftover.is_empty() {
                 tracing::info!(
                     routes = leftover.len(),
                     "adopted routes not re-announced within the grace time: removing"
                 );
             }
-            self.adopted.clear();
-            let changes = leftover
-                .into_iter()
-                .map(|prefix| FibChange {
-                    prefix,
-                    next_hops: Vec::new(),
-                })
-                .collect();
-            self.pending_changes(changes);
+            self.refresh(leftover);
         }
     }
 
-    /// An adopted route goes once every peer whose next hops it used has sent End-of-RIB
-    /// for its family without re-announcing it.
+    /// The adopted next hops of every peer that has sent End-of-RIB for `afi` go: what
+    /// the peer still wants, it has announced again by now.
     fn drop_adopted_after_end_of_rib(&mut self, afi: Afi) {
         if self.adopted.is_empty() {
             return;
@@ -615,29 +618,35 @@ impl Daemon {
             .filter(|p| p.end_of_rib.contains(&family))
             .flat_map(|p| p.gateways.iter().copied().chain([p.address]))
             .collect();
-        let gone: Vec<IpNet> = self
-            .adopted
-            .iter()
-            .filter(|(prefix, hops)| {
-                family_afi_of(prefix) == afi && hops.iter().all(|h| done.contains(&h.gateway))
+        let changed = self.adopted.end_of_rib(afi, &done);
+        if !changed.is_empty() {
+            tracing::info!(
+                ?afi,
+                routes = changed.len(),
+                left = self.adopted.len(),
+                "End-of-RIB: adopted next hops released"
+            );
+        }
+        self.refresh(changed);
+        if self.adopted.is_empty() && self.adopt_deadline.take().is_some() {
+            tracing::info!("every adopted route is confirmed or gone");
+        }
+    }
+
+    /// Queues what the kernel should now hold for `prefixes` (RIB and adopted next hops).
+    fn refresh(&mut self, prefixes: Vec<IpNet>) {
+        let changes = prefixes
+            .into_iter()
+            .map(|prefix| FibChange {
+                next_hops: self
+                    .rib
+                    .best(&prefix)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                prefix,
             })
-            .map(|(p, _)| *p)
             .collect();
-        for prefix in &gone {
-            self.adopted.remove(prefix);
-        }
-        self.pending_changes(
-            gone.into_iter()
-                .filter(|p| self.rib.best(p).is_none())
-                .map(|prefix| FibChange {
-                    prefix,
-                    next_hops: Vec::new(),
-                })
-                .collect(),
-        );
-        if self.adopted.is_empty() {
-            self.adopt_deadline = None;
-        }
+        self.pending_changes(changes);
     }
 
     fn forget_if_idle(&mut self, address: IpAddr) {
@@ -649,18 +658,19 @@ impl Daemon {
         }
     }
 
-    /// Queues RIB results for the kernel; the event loop flushes when it is idle.
+    /// Queues RIB results (with any adopted next hops of their prefixes) for the kernel;
+    /// the event loop flushes when it is idle.
     fn pending_changes(&mut self, changes: Vec<FibChange>) {
         for change in changes {
-            self.adopted.remove(&change.prefix);
-            let op = if change.next_hops.is_empty() {
+            let next_hops = self.adopted.desired(&change.prefix, &change.next_hops);
+            let op = if next_hops.is_empty() {
                 FibOp::Delete {
                     prefix: change.prefix,
                 }
             } else {
                 FibOp::Replace {
                     prefix: change.prefix,
-                    next_hops: change.next_hops,
+                    next_hops,
                 }
             };
             self.queue.push(op);
@@ -703,7 +713,7 @@ impl Daemon {
             .rib
             .installed()
             .map(|(p, h)| (*p, h.to_vec()))
-            .chain(self.adopted.iter().map(|(p, h)| (*p, h.clone())))
+            .chain(self.adopted.iter().map(|(p, h)| (*p, h.to_vec())))
             .collect();
         for op in reconcile(desired, kernel) {
             for error in self.fib.apply(op).await {
@@ -713,6 +723,15 @@ impl Daemon {
         for error in self.fib.flush().await {
             tracing::warn!(%error, "route change failed during resync");
         }
+    }
+
+    /// Every prefix we have in the kernel.
+    fn ours(&self) -> BTreeSet<IpNet> {
+        self.rib
+            .installed()
+            .map(|(p, _)| *p)
+            .chain(self.adopted.iter().map(|(p, _)| *p))
+            .collect()
     }
 
     async fn reload(&mut self) {
@@ -731,22 +750,34 @@ impl Daemon {
             .iter()
             .map(|g| (g.name.as_str(), g))
             .collect();
+        let mut forgotten = Vec::new();
         for peer in self.peers.values() {
             let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
             let subcode = match (old, groups.get(peer.group.as_str())) {
-                (_, None) => Some(Notification::CEASE_PEER_DECONFIGURED),
+                (_, None) => Notification::CEASE_PEER_DECONFIGURED,
                 (Some(old), Some(new)) if old != *new => {
-                    Some(Notification::CEASE_OTHER_CONFIGURATION_CHANGE)
+                    Notification::CEASE_OTHER_CONFIGURATION_CHANGE
                 }
-                _ => None,
+                _ => continue,
             };
-            if let (Some(subcode), Some(commands)) = (subcode, &peer.commands) {
-                tracing::info!(peer = %peer.name, subcode, "closing: its neighbor group changed");
-                let _ = commands.send(PeerCommand::Close {
-                    subcode,
-                    keep_routes: false,
-                });
+            match &peer.commands {
+                Some(commands) => {
+                    tracing::info!(peer = %peer.name, subcode, "closing: its neighbor group changed");
+                    let _ = commands.send(PeerCommand::Close {
+                        subcode,
+                        keep_routes: false,
+                    });
+                }
+                // A graceful-restart peer away: its kept routes go now.
+                None => forgotten.push((peer.address, peer.id)),
             }
+        }
+        for (address, id) in forgotten {
+            if let Some(peer) = self.peers.remove(&address) {
+                tracing::info!(peer = %peer.name, "its neighbor group changed: its stale routes go");
+            }
+            let changes = self.rib.remove_peer(id);
+            self.pending_changes(changes);
         }
         if config.kernel.multipath != self.config.kernel.multipath {
             let changes = self.rib.set_multipath(config.kernel.multipath);
@@ -757,13 +788,13 @@ impl Daemon {
         {
             match Fib::open(config.kernel.table, config.kernel.protocol) {
                 Ok(new_fib) => {
-                    let installed: Vec<IpNet> = self.rib.installed().map(|(p, _)| *p).collect();
-                    for prefix in installed {
-                        let _ = self.fib.apply(FibOp::Delete { prefix }).await;
+                    // Into the new table first, then out of the old one.
+                    let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
+                    self.resync().await;
+                    for prefix in self.ours() {
+                        let _ = old_fib.apply(FibOp::Delete { prefix }).await;
                     }
-                    let _ = self.fib.flush().await;
-                    self.fib = new_fib;
-                    self.resync_needed = true;
+                    let _ = old_fib.flush().await;
                 }
                 Err(error) => tracing::error!(%error, "cannot open the new kernel table"),
             }
@@ -777,6 +808,7 @@ impl Daemon {
     async fn shutdown(mut self, mode: ra::StopMode) {
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
         tracing::info!(?mode, "stopping");
+        let ours = self.ours();
         self.ra.stop(mode).await;
         let mut open = 0;
         for peer in self.peers.values() {
@@ -797,13 +829,9 @@ impl Daemon {
                 _ => break,
             }
         }
-        if !self.config.kernel.persist {
-            let ours: Vec<IpNet> = self
-                .rib
-                .installed()
-                .map(|(p, _)| *p)
-                .chain(self.adopted.keys().copied())
-                .collect();
+        // A restart keeps the routes whatever `kernel.persist` says: the next process adopts
+        // them.
+        if !self.config.kernel.persist && mode == ra::StopMode::Final {
             tracing::info!(
                 routes = ours.len(),
                 "kernel.persist is off: removing our routes"
@@ -869,6 +897,7 @@ impl Daemon {
                 self.sorted_routes()
                     .into_iter()
                     .map(|(prefix, hops, adopted)| {
+                        let hops = &hops;
                         json!({
                             "prefix": prefix.to_string(),
                             "nexthops": hops.iter().map(|h| json!({
@@ -902,16 +931,21 @@ impl Daemon {
         }
     }
 
-    /// What we want in the kernel, IPv4 first, by prefix; adopted routes flagged.
-    fn sorted_routes(&self) -> Vec<(&IpNet, &[NextHop], bool)> {
-        let mut routes: Vec<(&IpNet, &[NextHop], bool)> = self
+    /// What we want in the kernel, IPv4 first, by prefix; routes that still hold next hops
+    /// adopted from a previous run flagged.
+    fn sorted_routes(&self) -> Vec<(IpNet, Vec<NextHop>, bool)> {
+        let mut routes: BTreeMap<IpNet, Vec<NextHop>> = self
             .rib
             .installed()
-            .map(|(p, h)| (p, h, false))
-            .chain(self.adopted.iter().map(|(p, h)| (p, h.as_slice(), true)))
+            .map(|(p, h)| (*p, self.adopted.desired(p, h)))
             .collect();
-        routes.sort_by_key(|(p, _, _)| **p);
+        for (prefix, hops) in self.adopted.iter() {
+            routes.entry(*prefix).or_insert_with(|| hops.to_vec());
+        }
         routes
+            .into_iter()
+            .map(|(p, h)| (p, h, !self.adopted.get(&p).is_empty()))
+            .collect()
     }
 
     fn sorted_peers(&self) -> Vec<&Peer> {
@@ -967,13 +1001,6 @@ fn family_afi(family: Family) -> Option<Afi> {
         Family::IPV4_UNICAST => Some(Afi::Ipv4),
         Family::IPV6_UNICAST => Some(Afi::Ipv6),
         _ => None,
-    }
-}
-
-fn family_afi_of(prefix: &IpNet) -> Afi {
-    match prefix {
-        IpNet::V4(_) => Afi::Ipv4,
-        IpNet::V6(_) => Afi::Ipv6,
     }
 }
 

@@ -31,6 +31,9 @@ pub struct SessionConfig {
     pub graceful_restart: bool,
     /// F bit in our graceful restart capability: our routes survive our own restart.
     pub forwarding_preserved: bool,
+    /// R bit in our graceful restart capability (RFC 4724 4.1): we have restarted and
+    /// still keep the routes of our previous run.
+    pub restarting: bool,
 }
 
 /// RFC 4271 8.2.2 states of a session that has a connection (we never connect out, so
@@ -338,7 +341,7 @@ fn our_open(config: &SessionConfig) -> Open {
     ];
     if config.graceful_restart {
         capabilities.push(Capability::GracefulRestart(GracefulRestart {
-            restart_state: false,
+            restart_state: config.restarting,
             notification: true,
             restart_time: 120,
             families: [Family::IPV4_UNICAST, Family::IPV6_UNICAST]
@@ -446,6 +449,7 @@ mod tests {
             hold_time: 90,
             graceful_restart: true,
             forwarding_preserved: true,
+            restarting: false,
         }
     }
 
@@ -530,6 +534,20 @@ mod tests {
                 .any(|c| matches!(c, Capability::ExtendedNextHop(_)))
         );
         assert_eq!(s.state(), State::OpenSent);
+    }
+
+    #[test]
+    fn the_restart_state_bit_is_set_only_while_we_restart() {
+        let restart_state = |c: &SessionConfig| {
+            our_open(c).capabilities.iter().find_map(|cap| match cap {
+                Capability::GracefulRestart(gr) => Some(gr.restart_state),
+                _ => None,
+            })
+        };
+        let mut c = config();
+        assert_eq!(restart_state(&c), Some(false));
+        c.restarting = true;
+        assert_eq!(restart_state(&c), Some(true));
     }
 
     #[test]

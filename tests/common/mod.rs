@@ -165,7 +165,13 @@ impl Lab {
     }
 
     pub fn spawn(&mut self, ns: &str, label: &str, args: &[&str]) {
-        let log = fs::File::create(self.dir.join(format!("{label}.log"))).unwrap();
+        // Appended to, so that a process started again under the same label keeps the
+        // earlier run's lines.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{label}.log")))
+            .unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(args)
@@ -184,6 +190,24 @@ impl Lab {
             sh(&["kill", &format!("-{signal}"), &child.id().to_string()]);
             let _ = child.wait();
         }
+    }
+
+    /// Sends a signal to a spawned process by label without waiting for it.
+    pub fn signal(&self, label: &str, signal: &str) {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no process {label}"));
+        sh(&["kill", &format!("-{signal}"), &child.id().to_string()]);
+    }
+
+    /// Whether the process spawned under `label` still runs.
+    pub fn running(&mut self, label: &str) -> bool {
+        self.children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .is_some_and(|(_, child)| child.try_wait().is_ok_and(|s| s.is_none()))
     }
 
     pub fn log(&self, label: &str) -> String {
@@ -354,6 +378,11 @@ pub struct GoBgpNode {
     pub neighbor: &'static str,
     pub local_address: Option<&'static str>,
     pub graceful_restart: bool,
+    /// The restart time it advertises (GoBGP's and Cilium's default: 120 s).
+    pub restart_time: u16,
+    /// Starts with the session administratively down (`gobgp neighbor ADDR enable` starts
+    /// it), so that routes can be added before the session comes up.
+    pub admin_down: bool,
     pub hold_time: u32,
 }
 
@@ -366,6 +395,8 @@ impl GoBgpNode {
             neighbor,
             local_address: Some(local),
             graceful_restart: true,
+            restart_time: 120,
+            admin_down: false,
             hold_time: 90,
         }
     }
@@ -376,7 +407,15 @@ impl GoBgpNode {
             .map(|a| format!("  [neighbors.transport.config]\n    local-address = \"{a}\"\n"))
             .unwrap_or_default();
         let gr = if self.graceful_restart {
-            "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n    notification-enabled = true\n"
+            format!(
+                "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = {}\n    notification-enabled = true\n",
+                self.restart_time
+            )
+        } else {
+            String::new()
+        };
+        let admin_down = if self.admin_down {
+            "    admin-down = true\n"
         } else {
             ""
         };
@@ -397,7 +436,7 @@ impl GoBgpNode {
   [neighbors.config]
     neighbor-address = "{neighbor}"
     peer-as = {peer_asn}
-{local}  [neighbors.timers.config]
+{admin_down}{local}  [neighbors.timers.config]
     connect-retry = 1
     hold-time = {hold}
     keepalive-interval = {keepalive}
