@@ -14,7 +14,7 @@ use sd_notify::NotifyState;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
@@ -24,7 +24,8 @@ use crate::config::{Config, NeighborGroup};
 use crate::control;
 use crate::fib::adopted::Adopted;
 use crate::fib::diff::{FibOp, reconcile};
-use crate::fib::netlink::Fib;
+use crate::fib::monitor::{self, KernelEvent};
+use crate::fib::netlink::{Fib, FibError};
 use crate::policy::{PeerLink, Rejection};
 use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
@@ -110,9 +111,20 @@ struct Daemon {
     events_tx: mpsc::Sender<PeerEvent>,
     accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
     control: mpsc::Receiver<(control::Request, oneshot::Sender<Value>)>,
+    /// Route and link events from the kernel, and what they are filtered by.
+    kernel: mpsc::Receiver<KernelEvent>,
+    kernel_filter: watch::Sender<monitor::Filter>,
+    /// Routes of ours put back after someone else changed them; the current minute of
+    /// repair log lines and how many it had.
+    repairs: u64,
+    repair_log: (Instant, u32),
     refused_log: Option<Instant>,
     refused: u64,
     resync_needed: bool,
+    /// When to try a resynchronisation the kernel refused again, and how long the last
+    /// wait was.
+    resync_retry: Option<Instant>,
+    resync_backoff: Duration,
     /// Route changes waiting for the event loop to be idle.
     queue: Vec<FibOp>,
     started: Instant,
@@ -126,6 +138,13 @@ impl Daemon {
         let started = Instant::now();
         let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
             .map_err(|e| format!("netlink: {e}"))?;
+        // Listen before reading the table, so that no change in between goes unseen.
+        let (kernel_filter, filter) = watch::channel(monitor::Filter {
+            protocol: config.kernel.protocol,
+            own_port: fib.port(),
+        });
+        let (kernel_tx, kernel) = mpsc::channel(1024);
+        monitor::spawn(filter, kernel_tx).map_err(|e| format!("netlink monitor: {e}"))?;
         let dumped = fib
             .dump()
             .await
@@ -183,9 +202,15 @@ impl Daemon {
             events_tx,
             accepted,
             control,
+            kernel,
+            kernel_filter,
+            repairs: 0,
+            repair_log: (started, 0),
             refused_log: None,
             refused: 0,
             resync_needed: false,
+            resync_retry: None,
+            resync_backoff: Duration::ZERO,
             queue,
             started,
             last_status: None,
@@ -215,6 +240,7 @@ impl Daemon {
                 Some((request, reply)) = self.control.recv() => {
                     let _ = reply.send(self.answer(&request));
                 }
+                Some(event) = self.kernel.recv() => self.on_kernel_event(event),
                 () = sleep_until(deadline) => self.on_timer().await,
                 _ = sighup.recv() => self.reload().await,
                 _ = sigterm.recv() => break ra::StopMode::Final,
@@ -235,6 +261,7 @@ impl Daemon {
             .values()
             .filter_map(|p| p.stale_until)
             .chain(self.adopt_deadline)
+            .chain(self.resync_retry)
             .min()
     }
 
@@ -592,6 +619,10 @@ impl Daemon {
             }
             self.forget_if_idle(address);
         }
+        if self.resync_retry.is_some_and(|t| t <= now) {
+            self.resync_retry = None;
+            self.resync_needed = true;
+        }
         if self.adopt_deadline.is_some_and(|t| t <= now) {
             self.adopt_deadline = None;
             let leftover = self.adopted.expire();
@@ -684,20 +715,70 @@ impl Daemon {
             errors.extend(self.fib.apply(op).await);
         }
         errors.extend(self.fib.flush().await);
-        for error in &errors {
-            match error.op {
-                // Deleting what is already gone is the outcome we wanted.
-                FibOp::Delete { .. } if error.errno == libc::ESRCH => {}
-                _ => {
-                    tracing::warn!(%error, "kernel refused a route change; resynchronising the table");
-                    self.resync_needed = true;
-                }
-            }
+        let errors = real_errors(errors);
+        if let Some(first) = errors.first() {
+            tracing::warn!(error = %first, refused = errors.len(), "kernel refused route changes; resynchronising the table");
+            self.resync_needed = true;
         }
         if self.resync_needed {
             self.resync_needed = false;
             self.resync().await;
         }
+    }
+
+    /// Someone else changed our table: what they changed of ours is put back.
+    fn on_kernel_event(&mut self, event: KernelEvent) {
+        let (route, deleted) = match event {
+            KernelEvent::Route { route, deleted } => (route, deleted),
+            KernelEvent::Overrun => {
+                tracing::warn!("netlink route events were lost: comparing the whole table");
+                self.resync_needed = true;
+                return;
+            }
+            // A bridge back up, or with an address again: the routes the kernel flushed
+            // when it went down can go back now.
+            KernelEvent::LinkUp(ifindex) | KernelEvent::AddressAdded(ifindex) => {
+                if self.config.bridges.keys().any(|name| {
+                    nix::net::if_::if_nametoindex(name.as_str()).is_ok_and(|i| i == ifindex)
+                }) {
+                    self.resync_needed = true;
+                }
+                return;
+            }
+        };
+        // Foreign routes, and routes in other tables, are none of our business.
+        let Some((prefix, found)) = self.fib.ours(&route) else {
+            return;
+        };
+        let found = if deleted { Vec::new() } else { found };
+        let want = self
+            .adopted
+            .desired(&prefix, self.rib.best(&prefix).unwrap_or_default());
+        if found == want {
+            return;
+        }
+        self.repairs += 1;
+        // One line per repair, at most 20 a minute (someone fighting us would flood the log).
+        let now = Instant::now();
+        if now.duration_since(self.repair_log.0) >= Duration::from_secs(60) {
+            self.repair_log = (now, 0);
+        }
+        self.repair_log.1 += 1;
+        if self.repair_log.1 <= 20 {
+            tracing::warn!(
+                %prefix, deleted, found = ?found.iter().map(|h| h.gateway).collect::<Vec<_>>(),
+                repairs_total = self.repairs,
+                "a route of ours was changed behind our back: putting it back"
+            );
+        }
+        self.queue.push(if want.is_empty() {
+            FibOp::Delete { prefix }
+        } else {
+            FibOp::Replace {
+                prefix,
+                next_hops: want,
+            }
+        });
     }
 
     /// Puts the kernel table back in line with the RIB (and the adopted routes).
@@ -715,13 +796,24 @@ impl Daemon {
             .map(|(p, h)| (*p, h.to_vec()))
             .chain(self.adopted.iter().map(|(p, h)| (*p, h.to_vec())))
             .collect();
+        let mut errors = Vec::new();
         for op in reconcile(desired, kernel) {
-            for error in self.fib.apply(op).await {
-                tracing::warn!(%error, "route change failed during resync");
-            }
+            errors.extend(self.fib.apply(op).await);
         }
-        for error in self.fib.flush().await {
-            tracing::warn!(%error, "route change failed during resync");
+        errors.extend(self.fib.flush().await);
+        let errors = real_errors(errors);
+        match errors.first() {
+            None => self.resync_backoff = Duration::ZERO,
+            // Say a bridge lost its addresses: the routes can go back once it has them.
+            Some(first) => {
+                self.resync_backoff = (self.resync_backoff * 2)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(30));
+                tracing::warn!(
+                    error = %first, refused = errors.len(), retry_in_s = self.resync_backoff.as_secs(),
+                    "kernel refused routes while resynchronising; trying again later"
+                );
+                self.resync_retry = Some(Instant::now() + self.resync_backoff);
+            }
         }
     }
 
@@ -790,6 +882,10 @@ impl Daemon {
                 Ok(new_fib) => {
                     // Into the new table first, then out of the old one.
                     let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
+                    self.kernel_filter.send_replace(monitor::Filter {
+                        protocol: config.kernel.protocol,
+                        own_port: self.fib.port(),
+                    });
                     self.resync().await;
                     for prefix in self.ours() {
                         let _ = old_fib.apply(FibOp::Delete { prefix }).await;
@@ -953,6 +1049,12 @@ impl Daemon {
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         peers
     }
+}
+
+/// Refusals that matter: deleting what is already gone is the outcome we wanted.
+fn real_errors(mut errors: Vec<FibError>) -> Vec<FibError> {
+    errors.retain(|e| !(matches!(e.op, FibOp::Delete { .. }) && e.errno == libc::ESRCH));
+    errors
 }
 
 async fn accept_loop(

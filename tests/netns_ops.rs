@@ -726,3 +726,105 @@ fn show_peers_and_show_routes_as_json_match_gobgp_and_the_kernel_table() {
         }
     }
 }
+
+#[test]
+fn routes_of_ours_deleted_or_changed_behind_our_back_are_put_back_and_foreign_routes_stay() {
+    let Some(mut lab) = lab_or_skip("repair", &["gobgpd", "gobgp"]) else {
+        return;
+    };
+    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
+    lab.wait_gobgp_established(&a);
+    announce(&lab, &a, "10.244.1.0/24");
+    announce(&lab, &a, "fd00:ff00:1::/64");
+    lab.wait_route("10.244.1.0/24");
+    lab.wait_route("fd00:ff00:1::/64");
+    let table = TABLE.to_string();
+    let host = lab.host.clone();
+    let ip = |args: &[&str]| {
+        let mut full = vec!["ip"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["table", &table]);
+        lab.exec(&host, &full);
+    };
+    let expected = kernel_table(&lab.host).unwrap();
+    let repaired = |n: usize| {
+        wait_log(&lab, "cilium-peer", "changed behind our back", n);
+        wait_for("the table put back", Duration::from_secs(10), || {
+            (kernel_table(&lab.host)? == expected).then_some(())
+        });
+    };
+
+    ip(&["route", "del", "10.244.1.0/24"]);
+    repaired(1);
+    ip(&["-6", "route", "del", "fd00:ff00:1::/64"]);
+    repaired(2);
+    // Ours, changed: another gateway under our protocol number.
+    ip(&[
+        "route",
+        "replace",
+        "10.244.1.0/24",
+        "via",
+        "192.0.2.99",
+        "dev",
+        BRIDGE,
+        "proto",
+        "196",
+    ]);
+    repaired(3);
+    // Our own writes (the installs, the repairs) come back as events too: none was taken
+    // for someone else's.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = lab.log("cilium-peer");
+    assert_eq!(count(&log, "changed behind our back"), 3, "{log}");
+    // Someone else's routes in our table stay, and are not ours to show.
+    ip(&[
+        "route",
+        "add",
+        "10.99.0.0/16",
+        "via",
+        "192.0.2.50",
+        "proto",
+        "static",
+    ]);
+    ip(&[
+        "-6",
+        "route",
+        "add",
+        "fd00:99::/64",
+        "via",
+        NODE_A,
+        "proto",
+        "static",
+    ]);
+    // A link flap: the kernel flushes IPv4 routes of a link that goes down without a word.
+    lab.exec(&host, &["ip", "link", "set", BRIDGE, "down"]);
+    lab.exec(&host, &["ip", "link", "set", BRIDGE, "up"]);
+    // IPv6 addresses go with the link; the network manager puts them back.
+    lab.addr(&host, BRIDGE, "2001:db8:1::1/64");
+    lab.addr(&host, BRIDGE, "fe80::1/64");
+    wait_for(
+        "the table put back after the flap",
+        Duration::from_secs(10),
+        || (kernel_table(&lab.host)? == expected).then_some(()),
+    );
+    ip(&[
+        "route",
+        "add",
+        "10.98.0.0/16",
+        "via",
+        "192.0.2.50",
+        "proto",
+        "static",
+    ]);
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "config reloaded", 1);
+    let foreign = lab.exec(
+        &host,
+        &["ip", "route", "show", "table", &table, "proto", "static"],
+    );
+    assert!(foreign.contains("10.98.0.0/16"), "{foreign}");
+    let routes = lab.show("routes");
+    assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
+    assert_eq!(kernel_table(&lab.host).unwrap(), expected);
+}

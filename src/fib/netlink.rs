@@ -56,6 +56,8 @@ pub struct Fib {
     handle: rtnetlink::Handle,
     table: u32,
     protocol: u8,
+    /// Our socket's netlink port: route events our requests cause carry it.
+    port: u32,
     in_flight: FuturesUnordered<Pending>,
     /// Counters for `show` and metrics.
     pub ops: u64,
@@ -70,11 +72,13 @@ impl Fib {
         socket.set_rx_buf_sz(RECV_BUFFER)?;
         // Ask for the kernel's reason (extended ack); harmless where unsupported.
         let _ = socket.set_ext_ack(true);
+        let port = socket.bind_auto()?.port_number();
         tokio::spawn(connection);
         Ok(Fib {
             handle,
             table,
             protocol,
+            port,
             in_flight: FuturesUnordered::new(),
             ops: 0,
             errors: 0,
@@ -83,6 +87,12 @@ impl Fib {
 
     pub fn table(&self) -> u32 {
         self.table
+    }
+
+    /// The netlink port of our socket, which the kernel puts on the route events that our
+    /// own requests cause.
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     /// Sends one operation; its acknowledgement is collected later by `flush` (or by a
