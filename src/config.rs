@@ -29,6 +29,8 @@ pub struct Config {
     pub bridges: BTreeMap<String, Bridge>,
     pub neighbors: Vec<NeighborGroup>,
     pub control_socket: PathBuf,
+    /// Where Prometheus scrapes `/metrics` (HTTP); off when `None`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A socket address to accept BGP on; a link-local one names its interface.
@@ -144,6 +146,14 @@ struct RawConfig {
     neighbors: Vec<RawNeighbor>,
     #[serde(default)]
     control_socket: Option<PathBuf>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Deserialize)]
@@ -498,6 +508,20 @@ impl Validator {
             );
         }
 
+        let metrics = raw.metrics.and_then(|m| {
+            let addr = m.listen.parse::<SocketAddr>().ok();
+            if addr.is_none() {
+                self.error(
+                    "metrics.listen",
+                    format!(
+                        "{:?} is not a socket address (\"[::1]:9179\", \"192.0.2.1:9179\")",
+                        m.listen
+                    ),
+                );
+            }
+            addr
+        });
+
         Config {
             router_id,
             asn: raw.asn,
@@ -506,6 +530,7 @@ impl Validator {
             bridges,
             neighbors,
             control_socket,
+            metrics,
         }
     }
 }
@@ -577,6 +602,25 @@ mod tests {
         assert_eq!(c.kernel.protocol, DEFAULT_KERNEL_PROTOCOL);
         assert_eq!(c.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
         assert!(c.bridges.is_empty() && c.neighbors.is_empty());
+        assert_eq!(c.metrics, None);
+    }
+
+    #[test]
+    fn a_metrics_listen_address_is_parsed_and_a_bad_one_named() {
+        let c = Config::parse(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "metrics": { "listen": "[::1]:9179" } }"#,
+        )
+        .unwrap();
+        assert_eq!(c.metrics, Some("[::1]:9179".parse().unwrap()));
+        let e = errors(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "metrics": { "listen": "9179" } }"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                r#"metrics.listen: "9179" is not a socket address ("[::1]:9179", "192.0.2.1:9179")"#
+            ]
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::fib::adopted::Adopted;
 use crate::fib::diff::{FibOp, reconcile};
 use crate::fib::monitor::{self, KernelEvent};
 use crate::fib::netlink::{Fib, FibError};
+use crate::metrics;
 use crate::policy::{PeerLink, Rejection};
 use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
@@ -81,6 +82,8 @@ struct Peer {
     gateways: HashSet<IpAddr>,
     rejected: BTreeMap<Rejection, u64>,
     updates: u64,
+    /// Prefixes announced in its UPDATEs, accepted or not.
+    announced: u64,
 }
 
 impl Peer {
@@ -120,6 +123,14 @@ struct Daemon {
     repair_log: (Instant, u32),
     refused_log: Option<Instant>,
     refused: u64,
+    /// Prometheus scrapes, and the HTTP responder behind them (when `metrics` is set).
+    metrics: mpsc::Receiver<oneshot::Sender<String>>,
+    metrics_tx: mpsc::Sender<oneshot::Sender<String>>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
+    /// SIGHUPs applied and refused, whether the last one was applied; resyncs done.
+    reloads: (u64, u64),
+    last_reload_ok: bool,
+    resyncs: u64,
     resync_needed: bool,
     /// When to try a resynchronisation the kernel refused again, and how long the last
     /// wait was.
@@ -185,6 +196,8 @@ impl Daemon {
             .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
 
         let ra = ra::spawn(ra_bridges(&config));
+        let (metrics_tx, metrics) = mpsc::channel(16);
+        let metrics_server = serve_metrics(config.metrics, &metrics_tx);
         let (events_tx, events) = mpsc::channel(1024);
         let adopt_deadline = (!adopted.is_empty())
             .then(|| started + Duration::from_secs(config.kernel.adopt_grace_s));
@@ -208,6 +221,12 @@ impl Daemon {
             repair_log: (started, 0),
             refused_log: None,
             refused: 0,
+            metrics,
+            metrics_tx,
+            metrics_server,
+            reloads: (0, 0),
+            last_reload_ok: true,
+            resyncs: 0,
             resync_needed: false,
             resync_retry: None,
             resync_backoff: Duration::ZERO,
@@ -241,6 +260,9 @@ impl Daemon {
                     let _ = reply.send(self.answer(&request));
                 }
                 Some(event) = self.kernel.recv() => self.on_kernel_event(event),
+                Some(reply) = self.metrics.recv() => {
+                    let _ = reply.send(metrics::render(&self.metrics_snapshot()));
+                }
                 () = sleep_until(deadline) => self.on_timer().await,
                 _ = sighup.recv() => self.reload().await,
                 _ = sigterm.recv() => break ra::StopMode::Final,
@@ -352,6 +374,7 @@ impl Daemon {
             gateways: HashSet::new(),
             rejected: BTreeMap::new(),
             updates: 0,
+            announced: 0,
         });
         peer.conn = Some(conn);
         peer.commands = Some(commands_tx);
@@ -529,6 +552,7 @@ impl Daemon {
             return;
         };
         peer.updates += 1;
+        peer.announced += (batch.announce.len() + batch.rejected.len()) as u64;
         for (_, why) in &batch.rejected {
             *peer.rejected.entry(*why).or_default() += 1;
         }
@@ -783,6 +807,7 @@ impl Daemon {
 
     /// Puts the kernel table back in line with the RIB (and the adopted routes).
     async fn resync(&mut self) {
+        self.resyncs += 1;
         let kernel = match self.fib.dump().await {
             Ok(k) => k,
             Err(error) => {
@@ -832,6 +857,8 @@ impl Daemon {
             Ok(c) => c,
             Err(errors) => {
                 tracing::error!(path = %self.path.display(), %errors, "reload refused: the config is invalid; nothing changed");
+                self.reloads.1 += 1;
+                self.last_reload_ok = false;
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
                 return;
             }
@@ -891,11 +918,21 @@ impl Daemon {
                         let _ = old_fib.apply(FibOp::Delete { prefix }).await;
                     }
                     let _ = old_fib.flush().await;
+                    self.fib.ops += old_fib.ops;
+                    self.fib.errors += old_fib.errors;
                 }
                 Err(error) => tracing::error!(%error, "cannot open the new kernel table"),
             }
         }
         self.ra.reload(ra_bridges(&config));
+        if config.metrics != self.config.metrics {
+            if let Some(server) = self.metrics_server.take() {
+                server.abort();
+            }
+            self.metrics_server = serve_metrics(config.metrics, &self.metrics_tx);
+        }
+        self.reloads.0 += 1;
+        self.last_reload_ok = true;
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
         let _ = sd_notify::notify(&[NotifyState::Ready]);
@@ -1027,6 +1064,44 @@ impl Daemon {
         }
     }
 
+    fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let start = std::time::SystemTime::now() - self.started.elapsed();
+        metrics::Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            start_time_s: start
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            sessions: self
+                .sorted_peers()
+                .into_iter()
+                .map(|p| {
+                    let counts = self.rib.peer_counts(p.id);
+                    metrics::Session {
+                        name: p.name.clone(),
+                        address: p.address.to_string(),
+                        state: p.state(),
+                        prefixes_received: p.announced,
+                        prefixes_accepted: counts.received,
+                        prefixes_installed: counts.installed,
+                        rejected: p.rejected.iter().map(|(r, n)| (*r, *n)).collect(),
+                        updates: p.updates,
+                    }
+                })
+                .collect(),
+            connections_refused: self.refused,
+            routes: self.ours().len(),
+            routes_adopted: self.adopted.len(),
+            fib_operations: self.fib.ops,
+            fib_errors: self.fib.errors,
+            fib_repairs: self.repairs,
+            fib_resyncs: self.resyncs,
+            bridges: self.ra.snapshot(),
+            reloads_applied: self.reloads.0,
+            reloads_refused: self.reloads.1,
+            last_reload_ok: self.last_reload_ok,
+        }
+    }
+
     /// What we want in the kernel, IPv4 first, by prefix; routes that still hold next hops
     /// adopted from a previous run flagged.
     fn sorted_routes(&self) -> Vec<(IpNet, Vec<NextHop>, bool)> {
@@ -1048,6 +1123,24 @@ impl Daemon {
         let mut peers: Vec<&Peer> = self.peers.values().collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         peers
+    }
+}
+
+/// Starts the metrics responder when `listen` is set; a failure is logged, not fatal.
+fn serve_metrics(
+    listen: Option<SocketAddr>,
+    daemon: &mpsc::Sender<oneshot::Sender<String>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let listen = listen?;
+    match metrics::serve(listen, daemon.clone()) {
+        Ok(server) => {
+            tracing::info!(%listen, "serving Prometheus metrics at /metrics");
+            Some(server)
+        }
+        Err(error) => {
+            tracing::error!(%listen, %error, "cannot serve metrics");
+            None
+        }
     }
 }
 

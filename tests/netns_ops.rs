@@ -828,3 +828,140 @@ fn routes_of_ours_deleted_or_changed_behind_our_back_are_put_back_and_foreign_ro
     assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
     assert_eq!(kernel_table(&lab.host).unwrap(), expected);
 }
+
+/// One HTTP/1.0 GET from inside the lab's host namespace: status line and body.
+fn http_get(lab: &Lab, addr: &'static str, path: &'static str) -> (String, String) {
+    lab.in_namespace(&lab.host, move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint listens");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: cilium-peer\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .expect("a complete response");
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    })
+}
+
+#[test]
+fn the_metrics_endpoint_answers_with_the_documented_names() {
+    let Some(mut lab) = lab_or_skip("metrics", &["gobgpd", "gobgp"]) else {
+        return;
+    };
+    let metrics = r#", "metrics": { "listen": "[::1]:9179" } }"#;
+    let with_metrics = |lab: &Lab, groups: &[(&str, &str, &str)]| {
+        let text = config(lab, groups, "");
+        format!("{}{metrics}", text.trim_end().strip_suffix('}').unwrap())
+    };
+    lab.start_cilium_peer(&with_metrics(
+        &lab,
+        &[("cilium", "2001:db8:1::/64", r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 }, { "prefix": "fd00:ff00::/32", "max_length": 64 } ]"#)],
+    ));
+    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
+    lab.wait_gobgp_established(&a);
+    announce(&lab, &a, "10.244.1.0/24");
+    announce(&lab, &a, "fd00:ff00:1::/64");
+    // Outside the import rules: counted as rejected.
+    announce(&lab, &a, "10.99.0.0/16");
+    lab.wait_route("10.244.1.0/24");
+    lab.wait_route("fd00:ff00:1::/64");
+    wait_for(
+        "the refused prefix to be counted",
+        Duration::from_secs(10),
+        || {
+            (peer_named(&lab.show("peers"), "cilium1")["rejected"]["not_imported"] == 1)
+                .then_some(())
+        },
+    );
+    // A refused reload and an applied one.
+    lab.write("config.json", "{");
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "reload refused", 1);
+    lab.write(
+        "config.json",
+        &with_metrics(
+            &lab,
+            &[("cilium", "2001:db8:1::/64", r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 }, { "prefix": "fd00:ff00::/32", "max_length": 64 } ]"#)],
+        ),
+    );
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "config reloaded", 1);
+
+    let (status, body) = http_get(&lab, "[::1]:9179", "/metrics");
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    let docs = include_str!("../docs/operation.md");
+    let documented: BTreeSet<&str> = docs
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("cilium_peer_"))
+        .collect();
+    assert!(documented.len() > 20, "{documented:?}");
+    for name in &documented {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{name} is documented but not exposed:\n{body}"
+        );
+    }
+    let samples: BTreeMap<&str, f64> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name, value.parse().ok()?))
+        })
+        .collect();
+    let peer = format!(r#"peer="cilium1",address="{NODE_A}""#);
+    for (sample, value) in [
+        (
+            r#"cilium_peer_sessions{state="Established"}"#.to_string(),
+            1.0,
+        ),
+        (format!("cilium_peer_session_established{{{peer}}}"), 1.0),
+        (
+            format!("cilium_peer_session_prefixes_received_total{{{peer}}}"),
+            3.0,
+        ),
+        (
+            format!("cilium_peer_session_prefixes_accepted{{{peer}}}"),
+            2.0,
+        ),
+        (
+            format!("cilium_peer_session_prefixes_installed{{{peer}}}"),
+            2.0,
+        ),
+        (
+            format!(
+                r#"cilium_peer_session_prefixes_rejected_total{{{peer},reason="not_imported"}}"#
+            ),
+            1.0,
+        ),
+        ("cilium_peer_routes".to_string(), 2.0),
+        (
+            r#"cilium_peer_reloads_total{outcome="applied"}"#.to_string(),
+            1.0,
+        ),
+        (
+            r#"cilium_peer_reloads_total{outcome="refused"}"#.to_string(),
+            1.0,
+        ),
+        ("cilium_peer_config_last_reload_successful".to_string(), 1.0),
+        (
+            format!(
+                r#"cilium_peer_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            samples.get(sample.as_str()),
+            Some(&value),
+            "{sample} in\n{body}"
+        );
+    }
+    assert!(samples["cilium_peer_fib_operations_total"] >= 2.0, "{body}");
+    let sent = format!(r#"cilium_peer_ra_adverts_sent_total{{bridge="{BRIDGE}"}}"#);
+    assert!(samples[sent.as_str()] >= 1.0, "{body}");
+    let (status, _) = http_get(&lab, "[::1]:9179", "/nothing");
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
+}

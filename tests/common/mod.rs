@@ -138,6 +138,26 @@ impl Lab {
         try_sh(&full)
     }
 
+    /// Runs `f` on a thread that has entered network namespace `ns` (for sockets the test
+    /// opens itself).
+    pub fn in_namespace<T: Send + 'static>(
+        &self,
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on a namespace file we opened, for this thread only.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
     pub fn addr(&self, ns: &str, dev: &str, cidr: &str) {
         self.exec(ns, &["ip", "addr", "add", cidr, "dev", dev, "nodad"]);
     }
