@@ -140,6 +140,8 @@ struct Daemon {
     queue: Vec<FibOp>,
     started: Instant,
     last_status: Option<Instant>,
+    /// systemd's watchdog: how often to send WATCHDOG=1 (half of WatchdogSec), and when next.
+    watchdog: Option<(Duration, Instant)>,
     /// Router advertisements on the bridges.
     ra: ra::RaHandle,
 }
@@ -233,6 +235,7 @@ impl Daemon {
             queue,
             started,
             last_status: None,
+            watchdog: sd_notify::watchdog_enabled().map(|timeout| (timeout / 2, started)),
             ra,
             config,
         })
@@ -251,6 +254,12 @@ impl Daemon {
             startup_ms = self.started.elapsed().as_millis() as u64,
             "ready"
         );
+        if let Some((interval, _)) = self.watchdog {
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                "systemd watchdog on: WATCHDOG=1 from the event loop"
+            );
+        }
         let mode = loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -273,6 +282,7 @@ impl Daemon {
                 self.flush_fib().await;
                 self.notify_status();
             }
+            self.pet_watchdog();
         };
         self.shutdown(mode).await;
         Ok(())
@@ -284,6 +294,7 @@ impl Daemon {
             .filter_map(|p| p.stale_until)
             .chain(self.adopt_deadline)
             .chain(self.resync_retry)
+            .chain(self.watchdog.map(|(_, next)| next))
             .min()
     }
 
@@ -973,6 +984,18 @@ impl Daemon {
                 let _ = self.fib.apply(FibOp::Delete { prefix }).await;
             }
             let _ = self.fib.flush().await;
+        }
+    }
+
+    /// WATCHDOG=1, sent from the event loop itself: if the loop hangs, the pings stop and
+    /// systemd restarts us.
+    fn pet_watchdog(&mut self) {
+        let now = Instant::now();
+        if let Some((interval, next)) = &mut self.watchdog
+            && *next <= now
+        {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            *next = now + *interval;
         }
     }
 

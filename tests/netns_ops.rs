@@ -965,3 +965,79 @@ fn the_metrics_endpoint_answers_with_the_documented_names() {
     let (status, _) = http_get(&lab, "[::1]:9179", "/nothing");
     assert_eq!(status, "HTTP/1.0 404 Not Found");
 }
+
+#[test]
+fn systemd_hears_ready_watchdog_pings_reloading_and_stopping() {
+    let Some(mut lab) = lab_or_skip("sd-notify", &[]) else {
+        return;
+    };
+    let path = lab.dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let running = Arc::new(AtomicBool::new(true));
+    let listener = {
+        let received = received.clone();
+        let running = running.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while running.load(Ordering::SeqCst) {
+                if let Ok(n) = socket.recv(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    received.lock().unwrap().push(text);
+                }
+            }
+        })
+    };
+    let notify = format!("NOTIFY_SOCKET={}", path.display());
+    // WatchdogSec=0.4s: a ping every 0.2 s.
+    lab.start_cilium_peer_with_env(
+        &config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""),
+        &[&notify, "WATCHDOG_USEC=400000"],
+    );
+    let pings = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.contains("WATCHDOG=1"))
+            .count()
+    };
+    wait_for("5 watchdog pings", Duration::from_secs(10), || {
+        (pings() >= 5).then_some(())
+    });
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "config reloaded", 1);
+    let before = pings();
+    wait_for("pings after the reload", Duration::from_secs(10), || {
+        (pings() >= before + 3).then_some(())
+    });
+    lab.stop("cilium-peer", "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    running.store(false, Ordering::SeqCst);
+    listener.join().unwrap();
+
+    let messages = received.lock().unwrap().clone();
+    let position = |what: &str| {
+        messages
+            .iter()
+            .position(|m| m.lines().any(|l| l == what))
+            .unwrap_or_else(|| panic!("no {what} in {messages:?}"))
+    };
+    let ready = position("READY=1");
+    let reloading = position("RELOADING=1");
+    let stopping = position("STOPPING=1");
+    assert!(ready < reloading && reloading < stopping, "{messages:?}");
+    assert!(
+        messages[reloading].contains("MONOTONIC_USEC="),
+        "{messages:?}"
+    );
+    assert!(
+        messages[reloading + 1..stopping]
+            .iter()
+            .any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY=1 after the reload: {messages:?}"
+    );
+}

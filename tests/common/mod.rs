@@ -243,14 +243,18 @@ impl Lab {
     /// Starts cilium-peer in the host namespace with this config (control socket in the
     /// lab dir) and waits until it answers `show peers`.
     pub fn start_cilium_peer(&mut self, config: &str) {
+        self.start_cilium_peer_with_env(config, &[]);
+    }
+
+    /// As `start_cilium_peer`, with these `NAME=value` environment variables.
+    pub fn start_cilium_peer_with_env(&mut self, config: &str, env: &[&str]) {
         let path = self.write("config.json", config);
         let bin = env!("CARGO_BIN_EXE_cilium-peer");
         let host = self.host.clone();
-        self.spawn(
-            &host,
-            "cilium-peer",
-            &[bin, "run", "--config", path.to_str().unwrap()],
-        );
+        let mut args = vec!["env"];
+        args.extend_from_slice(env);
+        args.extend_from_slice(&[bin, "run", "--config", path.to_str().unwrap()]);
+        self.spawn(&host, "cilium-peer", &args);
         let socket = self.socket();
         wait_for(
             "cilium-peer's control socket",
