@@ -144,7 +144,7 @@ impl Daemon {
             match listener::bind(&listen) {
                 Ok(l) => {
                     tracing::info!(%listen, "listening for BGP");
-                    tokio::spawn(accept_loop(l, accepted_tx.clone()));
+                    tokio::spawn(listener::accept_loop(l, accepted_tx.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%listen, %error, "cannot listen yet; will retry");
@@ -918,25 +918,6 @@ impl Daemon {
         let mut peers: Vec<&Peer> = self.peers.values().collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         peers
-    }
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    accepted: mpsc::Sender<(TcpStream, SocketAddr)>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok(connection) => {
-                if accepted.send(connection).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
     }
 }
 

@@ -359,3 +359,70 @@ fn a_link_local_listen_address_on_a_hyphenated_bridge_takes_link_local_sessions(
     assert_eq!(gateway(&v6), "fe80::11", "{v6}");
     assert_eq!(v6["dev"], BRIDGE, "{v6}");
 }
+
+#[test]
+fn a_session_past_max_prefixes_is_closed_with_cease_1_and_its_routes_go() {
+    let Some(mut lab) = lab_or_skip("max prefixes", &["gobgpd", "gobgp"]) else {
+        return;
+    };
+    let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
+    let config = host_config(
+        &lab,
+        &["[::]:179"],
+        "2001:db8:1::/64",
+        r#", "max_prefixes": 2"#,
+    );
+    lab.start_cilium_peer(&config);
+    lab.start_gobgp(
+        &node,
+        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
+    lab.wait_gobgp_established(&node);
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.8.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.9.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.wait_route("10.244.9.0/24");
+    lab.gobgp(
+        &node,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.10.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    wait_for("the Cease to be logged", Duration::from_secs(20), || {
+        lab.log("cilium-peer")
+            .contains("sent Cease / Maximum Number of Prefixes Reached (6/1)")
+            .then_some(())
+    });
+    lab.wait_no_route("10.244.8.0/24");
+    assert!(lab.route("10.244.10.0/24").is_none());
+}
