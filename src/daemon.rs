@@ -185,7 +185,7 @@ impl Daemon {
             match listener::bind(&listen) {
                 Ok(l) => {
                     tracing::info!(%listen, "listening for BGP");
-                    tokio::spawn(accept_loop(l, accepted_tx.clone()));
+                    tokio::spawn(listener::accept_loop(l, accepted_tx.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%listen, %error, "cannot listen yet; will retry");
@@ -1171,25 +1171,6 @@ fn serve_metrics(
 fn real_errors(mut errors: Vec<FibError>) -> Vec<FibError> {
     errors.retain(|e| !(matches!(e.op, FibOp::Delete { .. }) && e.errno == libc::ESRCH));
     errors
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    accepted: mpsc::Sender<(TcpStream, SocketAddr)>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok(connection) => {
-                if accepted.send(connection).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

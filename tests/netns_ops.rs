@@ -42,40 +42,14 @@ fn config(lab: &Lab, groups: &[(&str, &str, &str)], kernel: &str) -> String {
     )
 }
 
-fn family(prefix: &str) -> &'static str {
-    if prefix.contains(':') { "ipv6" } else { "ipv4" }
-}
-
-fn announce(lab: &Lab, ns: &str, prefix: &str) {
-    lab.gobgp(
-        ns,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            family(prefix),
-            prefix,
-            "origin",
-            "igp",
-        ],
-    );
-}
-
-fn withdraw(lab: &Lab, ns: &str, prefix: &str) {
-    lab.gobgp(ns, &["global", "rib", "del", "-a", family(prefix), prefix]);
-}
-
-/// A node namespace at `2001:db8:1::<last>` running GoBGP as a Cilium node.
-fn start_node(lab: &mut Lab, name: &str, address: &'static str, node: GoBgpNode) -> String {
-    let v4 = format!("192.0.2.{}/24", address.rsplit(':').next().unwrap());
-    let ns = lab.node(name, &[&v4, &format!("{address}/64")]);
-    lab.start_gobgp(&ns, &node);
-    ns
-}
-
-fn cilium_node(router_id: &'static str, address: &'static str) -> GoBgpNode {
-    GoBgpNode::cilium(router_id, "2001:db8:1::1", address)
+/// GoBGP as Cilium runs it on node `n` (`192.0.2.1n`, `2001:db8:1::1n`), to adjust
+/// before `Lab::start_gobgp`.
+fn gobgp_node(n: u8) -> GoBgpNode {
+    GoBgpNode::cilium(
+        &format!("192.0.2.1{n}"),
+        "2001:db8:1::1",
+        &format!("2001:db8:1::1{n}"),
+    )
 }
 
 /// GoBGP's own view of its session with the host.
@@ -222,10 +196,9 @@ fn a_reload_adding_a_second_range_keeps_the_session_and_its_routes_and_a_broken_
     let cilium = ("cilium", "2001:db8:1::/64", "");
     let other = ("other", "2001:db8:2::/64", "");
     lab.start_cilium_peer(&config(&lab, &[cilium], ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
-    announce(&lab, &a, "fd00:ff00:1::/64");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "fd00:ff00:1::/64");
     lab.wait_route("10.244.1.0/24");
     lab.wait_route("fd00:ff00:1::/64");
     let up_since = gobgp_uptime(&lab, &a);
@@ -282,10 +255,9 @@ fn a_reload_changing_its_group_closes_with_cease_6_and_removing_its_range_with_c
         return;
     };
     lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
-    announce(&lab, &a, "fd00:ff00:1::/64");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "fd00:ff00:1::/64");
     lab.wait_route("10.244.1.0/24");
     lab.wait_route("fd00:ff00:1::/64");
     let gobgp_log = format!("gobgpd-{a}");
@@ -332,9 +304,8 @@ fn a_reload_removing_the_range_of_a_node_away_in_graceful_restart_removes_its_ke
         return;
     };
     lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
     lab.wait_route("10.244.1.0/24");
     lab.stop(&format!("gobgpd-{a}"), "KILL");
     wait_for("the node to be Stale", Duration::from_secs(10), || {
@@ -358,10 +329,9 @@ fn a_reload_changing_the_kernel_table_moves_our_routes() {
     };
     let cilium = [("cilium", "2001:db8:1::/64", "")];
     lab.start_cilium_peer(&config(&lab, &cilium, ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
-    announce(&lab, &a, "fd00:ff00:1::/64");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "fd00:ff00:1::/64");
     lab.wait_route("10.244.1.0/24");
     lab.wait_route("fd00:ff00:1::/64");
     let moved = config(&lab, &cilium, "").replace(
@@ -400,12 +370,11 @@ fn a_killed_graceful_restart_node_keeps_its_routes_until_it_returns_and_what_it_
         return;
     };
     lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
+    let a = lab.cilium_node(1, true);
     let kept = ["10.244.1.0/24", "fd00:ff00:1::/64"];
     let dropped = ["10.244.2.0/24", "fd00:ff00:2::/64"];
     for prefix in kept.iter().chain(&dropped) {
-        announce(&lab, &a, prefix);
+        lab.announce(&a, prefix);
     }
     for prefix in kept.iter().chain(&dropped) {
         lab.wait_route(prefix);
@@ -417,11 +386,11 @@ fn a_killed_graceful_restart_node_keeps_its_routes_until_it_returns_and_what_it_
         (peer_named(&lab.show("peers"), "cilium1")["state"] == "Stale").then_some(())
     });
     // The node restarts as an agent does (-r), with only part of its routes, and comes up.
-    let mut restarted = cilium_node("192.0.2.11", NODE_A);
+    let mut restarted = gobgp_node(1);
     restarted.admin_down = true;
     lab.start_gobgp(&a, &restarted);
     for prefix in kept {
-        announce(&lab, &a, prefix);
+        lab.announce(&a, prefix);
     }
     let before_return = kernel_table(&lab.host).unwrap();
     lab.gobgp(&a, &["neighbor", "2001:db8:1::1", "enable"]);
@@ -457,11 +426,12 @@ fn a_killed_graceful_restart_node_that_does_not_return_loses_its_routes_when_its
         return;
     };
     lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
-    let mut node = cilium_node("192.0.2.11", NODE_A);
+    let mut node = gobgp_node(1);
     node.restart_time = 3;
-    let a = start_node(&mut lab, "a", NODE_A, node);
+    let a = lab.node("1", &["192.0.2.11/24", "2001:db8:1::11/64"]);
+    lab.start_gobgp(&a, &node);
     lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
+    lab.announce(&a, "10.244.1.0/24");
     lab.wait_route("10.244.1.0/24");
     lab.stop(&format!("gobgpd-{a}"), "KILL");
     wait_for("the node to be Stale", Duration::from_secs(10), || {
@@ -489,10 +459,8 @@ fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
     };
     let host_config = config(&lab, &[("cilium", "2001:db8:1::/64", "")], kernel);
     lab.start_cilium_peer(&host_config);
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    let b = start_node(&mut lab, "b", NODE_B, cilium_node("192.0.2.12", NODE_B));
-    lab.wait_gobgp_established(&a);
-    lab.wait_gobgp_established(&b);
+    let a = lab.cilium_node(1, true);
+    let b = lab.cilium_node(2, true);
     let learned = [
         "10.244.1.0/24",
         "fd00:ff00:1::/64",
@@ -500,14 +468,14 @@ fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
         "fd00:ff00:2::/64",
         "198.51.100.7/32",
     ];
-    announce(&lab, &a, "10.244.1.0/24");
-    announce(&lab, &a, "fd00:ff00:1::/64");
-    announce(&lab, &b, "10.244.2.0/24");
-    announce(&lab, &b, "fd00:ff00:2::/64");
-    announce(&lab, &a, "198.51.100.7/32");
-    announce(&lab, &b, "198.51.100.7/32");
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "fd00:ff00:1::/64");
+    lab.announce(&b, "10.244.2.0/24");
+    lab.announce(&b, "fd00:ff00:2::/64");
+    lab.announce(&a, "198.51.100.7/32");
+    lab.announce(&b, "198.51.100.7/32");
     // Withdrawn while cilium-peer is away.
-    announce(&lab, &a, "10.244.9.0/24");
+    lab.announce(&a, "10.244.9.0/24");
     for prefix in learned.iter().chain(&["10.244.9.0/24"]) {
         lab.wait_route(prefix);
     }
@@ -521,7 +489,7 @@ fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
     let sampler = Sampler::start(&lab);
     std::thread::sleep(Duration::from_millis(300));
     lab.stop("cilium-peer", signal);
-    withdraw(&lab, &a, "10.244.9.0/24");
+    lab.withdraw(&a, "10.244.9.0/24");
     assert_eq!(
         kernel_table(&lab.host).unwrap(),
         before,
@@ -611,9 +579,8 @@ fn adopted_routes_whose_node_does_not_come_back_go_when_the_grace_time_ends() {
         r#", "persist": true, "adopt_grace_s": 3"#,
     );
     lab.start_cilium_peer(&host_config);
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
     lab.wait_route("10.244.1.0/24");
     lab.stop("cilium-peer", "TERM");
     lab.stop(&format!("gobgpd-{a}"), "KILL");
@@ -645,12 +612,10 @@ fn show_peers_and_show_routes_as_json_match_gobgp_and_the_kernel_table() {
         return;
     };
     lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    let b = start_node(&mut lab, "b", NODE_B, cilium_node("192.0.2.12", NODE_B));
-    lab.wait_gobgp_established(&a);
-    lab.wait_gobgp_established(&b);
+    let a = lab.cilium_node(1, true);
+    let b = lab.cilium_node(2, true);
     for prefix in ["10.244.1.0/24", "fd00:ff00:1::/64", "198.51.100.7/32"] {
-        announce(&lab, &a, prefix);
+        lab.announce(&a, prefix);
     }
     for prefix in [
         "10.244.2.0/24",
@@ -659,7 +624,7 @@ fn show_peers_and_show_routes_as_json_match_gobgp_and_the_kernel_table() {
         "198.51.100.7/32",
         "2001:db8:ff::7/128",
     ] {
-        announce(&lab, &b, prefix);
+        lab.announce(&b, prefix);
     }
     let nodes = [(&a, NODE_A, "192.0.2.11"), (&b, NODE_B, "192.0.2.12")];
     // Settled: every route of every node installed.
@@ -733,10 +698,9 @@ fn routes_of_ours_deleted_or_changed_behind_our_back_are_put_back_and_foreign_ro
         return;
     };
     lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
-    announce(&lab, &a, "fd00:ff00:1::/64");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "fd00:ff00:1::/64");
     lab.wait_route("10.244.1.0/24");
     lab.wait_route("fd00:ff00:1::/64");
     let table = TABLE.to_string();
@@ -858,12 +822,11 @@ fn the_metrics_endpoint_answers_with_the_documented_names() {
         &lab,
         &[("cilium", "2001:db8:1::/64", r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 }, { "prefix": "fd00:ff00::/32", "max_length": 64 } ]"#)],
     ));
-    let a = start_node(&mut lab, "a", NODE_A, cilium_node("192.0.2.11", NODE_A));
-    lab.wait_gobgp_established(&a);
-    announce(&lab, &a, "10.244.1.0/24");
-    announce(&lab, &a, "fd00:ff00:1::/64");
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "fd00:ff00:1::/64");
     // Outside the import rules: counted as rejected.
-    announce(&lab, &a, "10.99.0.0/16");
+    lab.announce(&a, "10.99.0.0/16");
     lab.wait_route("10.244.1.0/24");
     lab.wait_route("fd00:ff00:1::/64");
     wait_for(

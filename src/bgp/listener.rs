@@ -25,6 +25,11 @@ pub async fn serve(listen: ListenAddr, accepted: mpsc::Sender<(TcpStream, Socket
         }
     };
     tracing::info!(%listen, "listening for BGP");
+    accept_loop(listener, accepted).await;
+}
+
+/// Accepts forever on a bound socket, handing each connection to `accepted`.
+pub async fn accept_loop(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
     loop {
         match listener.accept().await {
             Ok(connection) => {
@@ -34,7 +39,7 @@ pub async fn serve(listen: ListenAddr, accepted: mpsc::Sender<(TcpStream, Socket
             }
             Err(error) => {
                 // EMFILE and friends: back off rather than spin.
-                tracing::warn!(%listen, %error, "accept failed");
+                tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
