@@ -1,7 +1,8 @@
 //! The daemon's wiring and its one event loop. It owns the config, the RIB and the FIB,
 //! turns accepted connections into sessions (or refuses them), merges the sessions' route
 //! batches, keeps a dropped graceful-restart peer's routes as stale, adopts the routes a
-//! previous run left in the kernel, and handles signals, sd-notify and the control socket.
+//! previous run left in the kernel, puts back what others change in its table, and handles
+//! signals, sd-notify (with the watchdog), the control socket and metrics scrapes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
