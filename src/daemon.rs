@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -14,7 +15,7 @@ use sd_notify::NotifyState;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
@@ -117,11 +118,15 @@ struct Daemon {
     last_status: Option<Instant>,
     /// Router advertisements on the bridges.
     ra: ra::RaHandle,
+    /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
+    security: watch::Sender<Arc<listener::Security>>,
 }
 
 impl Daemon {
     async fn start(path: PathBuf, config: Config) -> Result<Daemon, String> {
         let started = Instant::now();
+        // The TCP-MD5 keys, read before anything else is touched.
+        let transport = listener::Security::load(&config)?;
         let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
             .map_err(|e| format!("netlink: {e}"))?;
         let adopted = fib
@@ -138,19 +143,26 @@ impl Daemon {
         }
 
         let (accepted_tx, accepted) = mpsc::channel(256);
+        let (security, security_rx) = watch::channel(Arc::new(transport));
         for listen in &config.listen {
             let listen = listen.clone();
-            // Bind now where we can, so that READY=1 means listening.
-            match listener::bind(&listen) {
+            // Bind now where we can, so that READY=1 means listening (keys in place).
+            let bound = match listener::bind(&listen, &security_rx.borrow()) {
                 Ok(l) => {
                     tracing::info!(%listen, "listening for BGP");
-                    tokio::spawn(accept_loop(l, accepted_tx.clone()));
+                    Some(l)
                 }
                 Err(error) => {
                     tracing::warn!(%listen, %error, "cannot listen yet; will retry");
-                    tokio::spawn(listener::serve(listen, accepted_tx.clone()));
+                    None
                 }
-            }
+            };
+            tokio::spawn(listener::serve(
+                listen,
+                bound,
+                security_rx.clone(),
+                accepted_tx.clone(),
+            ));
         }
         let (control_tx, control) = mpsc::channel(16);
         control::serve(&config.control_socket, control_tx)
@@ -181,6 +193,7 @@ impl Daemon {
             started,
             last_status: None,
             ra,
+            security,
             config,
         })
     }
@@ -232,9 +245,16 @@ impl Daemon {
     fn on_accept(&mut self, stream: TcpStream, remote: SocketAddr) {
         let address = canonical(remote.ip());
         let Some(group) = self.config.neighbor_group_of(address).cloned() else {
-            self.refuse(address);
+            self.refuse(
+                address,
+                "connection from outside every neighbor range: closed",
+            );
             return;
         };
+        if let Err(why) = listener::secure_accepted(&stream, group.ttl_security) {
+            self.refuse(address, &why);
+            return;
+        }
         let scope = match remote {
             SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => Some(v6.scope_id()),
             _ => None,
@@ -329,15 +349,15 @@ impl Daemon {
         ));
     }
 
-    /// A connection from outside every range: closed, and logged at most every 10 s.
-    fn refuse(&mut self, address: IpAddr) {
+    /// A connection that gets no session: closed, and logged at most every 10 s.
+    fn refuse(&mut self, address: IpAddr, why: &str) {
         self.refused += 1;
         let now = Instant::now();
         if self
             .refused_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
         {
-            tracing::warn!(%address, refused_total = self.refused, "connection from outside every neighbor range: closed");
+            tracing::warn!(%address, refused_total = self.refused, "{why}");
             self.refused_log = Some(now);
         }
     }
@@ -725,6 +745,14 @@ impl Daemon {
                 return;
             }
         };
+        let transport = match listener::Security::load(&config) {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::error!(%error, "reload refused: nothing changed");
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+                return;
+            }
+        };
         // Sessions whose neighbor group is gone or changed are closed.
         let groups: HashMap<&str, &NeighborGroup> = config
             .neighbors
@@ -769,6 +797,14 @@ impl Daemon {
             }
         }
         self.ra.reload(ra_bridges(&config));
+        // New keys and GTSM settings go onto the live listening sockets.
+        self.security.send_if_modified(|current| {
+            let changed = **current != transport;
+            if changed {
+                *current = Arc::new(transport);
+            }
+            changed
+        });
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
         let _ = sd_notify::notify(&[NotifyState::Ready]);
@@ -918,25 +954,6 @@ impl Daemon {
         let mut peers: Vec<&Peer> = self.peers.values().collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         peers
-    }
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    accepted: mpsc::Sender<(TcpStream, SocketAddr)>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok(connection) => {
-                if accepted.send(connection).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
     }
 }
 

@@ -186,6 +186,31 @@ impl Lab {
         }
     }
 
+    /// Sends a signal to a spawned process by label (`ip netns exec` execs it, so the
+    /// child's pid is the process's own).
+    pub fn signal(&self, label: &str, signal: &str) {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no process {label}"));
+        sh(&["kill", &format!("-{signal}"), &child.id().to_string()]);
+    }
+
+    /// Rewrites cilium-peer's config file and makes it reload (SIGHUP), waiting until the
+    /// log says the new config is in place.
+    pub fn reload_cilium_peer(&self, config: &str) {
+        let reloads = |log: String| log.matches("config reloaded").count();
+        let before = reloads(self.log("cilium-peer"));
+        self.write("config.json", config);
+        self.signal("cilium-peer", "HUP");
+        wait_for(
+            &format!("cilium-peer to reload\n{}", self.log("cilium-peer")),
+            Duration::from_secs(10),
+            || (reloads(self.log("cilium-peer")) > before).then_some(()),
+        );
+    }
+
     pub fn log(&self, label: &str) -> String {
         fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
     }
@@ -355,6 +380,10 @@ pub struct GoBgpNode {
     pub local_address: Option<&'static str>,
     pub graceful_restart: bool,
     pub hold_time: u32,
+    /// TCP-MD5 key (`auth-password`).
+    pub auth_password: Option<&'static str>,
+    /// GTSM: send with TTL 255, accept only 255 (`ttl-security`).
+    pub ttl_security: bool,
 }
 
 impl GoBgpNode {
@@ -367,6 +396,8 @@ impl GoBgpNode {
             local_address: Some(local),
             graceful_restart: true,
             hold_time: 90,
+            auth_password: None,
+            ttl_security: false,
         }
     }
 
@@ -377,6 +408,15 @@ impl GoBgpNode {
             .unwrap_or_default();
         let gr = if self.graceful_restart {
             "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n    notification-enabled = true\n"
+        } else {
+            ""
+        };
+        let auth = self
+            .auth_password
+            .map(|p| format!("    auth-password = \"{p}\"\n"))
+            .unwrap_or_default();
+        let ttl = if self.ttl_security {
+            "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = 255\n"
         } else {
             ""
         };
@@ -397,7 +437,7 @@ impl GoBgpNode {
   [neighbors.config]
     neighbor-address = "{neighbor}"
     peer-as = {peer_asn}
-{local}  [neighbors.timers.config]
+{auth}{local}{ttl}  [neighbors.timers.config]
     connect-retry = 1
     hold-time = {hold}
     keepalive-interval = {keepalive}

@@ -1,0 +1,326 @@
+//! The transport defences against real GoBGP peers in network namespaces: TCP-MD5 keys for
+//! whole neighbor ranges (IPv4 and IPv6 on one `[::]` socket, changed by reload on the live
+//! socket) and GTSM per neighbor group. A refused peer must leave nothing behind: no
+//! session in `show peers`, no half-open connection in the kernel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// A host config listening on `[::]:179` with these neighbor groups (JSON objects).
+fn config(lab: &Lab, groups: &[String]) -> String {
+    format!(
+        r#"{{
+  "router_id": "192.0.2.1",
+  "asn": 65100,
+  "listen": ["[::]:179"],
+  "kernel": {{ "table": {TABLE}, "persist": false }},
+  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
+  "neighbors": [ {} ],
+  "control_socket": "{}"
+}}"#,
+        groups.join(", "),
+        lab.socket().display()
+    )
+}
+
+fn group(name: &str, range: &str, extra: &str) -> String {
+    format!(r#"{{ "name": "{name}", "range": "{range}", "asn": 65100 {extra} }}"#)
+}
+
+/// Addresses of the sessions `show peers` lists, with their state.
+fn peers(lab: &Lab) -> Vec<(String, String)> {
+    let mut peers: Vec<(String, String)> = lab
+        .show("peers")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["address"].as_str().unwrap().to_string(),
+                p["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    peers.sort();
+    peers
+}
+
+/// One kernel counter of the host namespace (`nstat`, absolute, history untouched).
+fn counter(lab: &Lab, name: &str) -> u64 {
+    let out = lab.exec(&lab.host, &["nstat", "-asz", name]);
+    out.lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+}
+
+/// Waits until the kernel counter `name` of the host passes `above`: the refused peer's
+/// packets did arrive, and were dropped for the reason the counter names.
+fn wait_counter(lab: &Lab, name: &str, above: u64) -> u64 {
+    wait_for(
+        &format!("{name} to pass {above}"),
+        Duration::from_secs(15),
+        || {
+            let now = counter(lab, name);
+            (now > above).then_some(now)
+        },
+    )
+}
+
+/// Waits until the node in `ns` has a connection to port 179 stuck in SYN-SENT: it tried,
+/// and the host did not answer.
+fn wait_syn_sent(lab: &Lab, ns: &str) {
+    wait_for(
+        &format!("{ns} to send a SYN that gets no answer"),
+        Duration::from_secs(15),
+        || {
+            let out = lab.exec(ns, &["ss", "-Htn", "state", "syn-sent"]);
+            out.contains(":179").then_some(())
+        },
+    );
+}
+
+/// Neither a session nor any TCP state in the host for these peer addresses.
+fn assert_nothing_from(lab: &Lab, addresses: &[&str]) {
+    let sockets = lab.exec(&lab.host, &["ss", "-Htna"]);
+    let peers = peers(lab);
+    for address in addresses {
+        assert!(
+            !peers.iter().any(|(a, _)| a == address),
+            "{address} has a session: {peers:?}"
+        );
+        let mapped = format!("::ffff:{address}");
+        assert!(
+            !sockets.lines().any(|l| l
+                .split_whitespace()
+                .any(|w| w.starts_with(&format!("{address}:"))
+                    || w.starts_with(&format!("[{address}]:"))
+                    || w.starts_with(&format!("[{mapped}]:")))),
+            "{address} left TCP state in the host:\n{sockets}"
+        );
+    }
+}
+
+fn gobgp_established(lab: &Lab, ns: &str) -> bool {
+    lab.gobgp(ns, &["neighbor"]).contains("Establ")
+}
+
+fn node(
+    router_id: &'static str,
+    neighbor: &'static str,
+    local: &'static str,
+    key: Option<&'static str>,
+) -> GoBgpNode {
+    GoBgpNode {
+        auth_password: key,
+        ..GoBgpNode::cilium(router_id, neighbor, local)
+    }
+}
+
+#[test]
+fn tcp_md5_keys_cover_whole_ipv6_and_ipv4_ranges_and_wrong_or_missing_keys_get_nothing() {
+    let Some(mut lab) = lab_or_skip("tcp-md5 ranges", &["gobgpd", "gobgp", "nstat", "ss"]) else {
+        return;
+    };
+    let key = lab.write("md5.key", "s3cret-key\n");
+    let key = key.display();
+    let v6 = lab.node("a", &["2001:db8:1::11/64"]);
+    let v4 = lab.node("b", &["192.0.2.12/24"]);
+    let v6_wrong = lab.node("c", &["2001:db8:1::13/64"]);
+    let v4_none = lab.node("d", &["192.0.2.14/24"]);
+    let v4_wrong = lab.node("e", &["192.0.2.15/24"]);
+    let groups = [
+        group(
+            "six",
+            "2001:db8:1::/64",
+            &format!(r#", "password_file": "{key}""#),
+        ),
+        group(
+            "four",
+            "192.0.2.0/24",
+            &format!(r#", "password_file": "{key}""#),
+        ),
+    ];
+    lab.start_cilium_peer(&config(&lab, &groups));
+    assert!(
+        !lab.log("cilium-peer").contains("s3cret"),
+        "the key shows in the log"
+    );
+
+    let failures = counter(&lab, "TcpExtTCPMD5Failure");
+    let not_found = counter(&lab, "TcpExtTCPMD5NotFound");
+    // The right key, over IPv6 and over IPv4 (an IPv4 range on the `[::]` socket); a wrong
+    // key over IPv6 and IPv4, and none at all over IPv4.
+    let nodes = [
+        (
+            &v6,
+            node(
+                "192.0.2.11",
+                "2001:db8:1::1",
+                "2001:db8:1::11",
+                Some("s3cret-key"),
+            ),
+        ),
+        (
+            &v4,
+            node("192.0.2.12", "192.0.2.1", "192.0.2.12", Some("s3cret-key")),
+        ),
+        (
+            &v6_wrong,
+            node(
+                "192.0.2.13",
+                "2001:db8:1::1",
+                "2001:db8:1::13",
+                Some("guess"),
+            ),
+        ),
+        (
+            &v4_none,
+            node("192.0.2.14", "192.0.2.1", "192.0.2.14", None),
+        ),
+        (
+            &v4_wrong,
+            node("192.0.2.15", "192.0.2.1", "192.0.2.15", Some("s3cret-kez")),
+        ),
+    ];
+    for (ns, gobgp) in &nodes {
+        lab.start_gobgp(ns, gobgp);
+    }
+    lab.wait_gobgp_established(&v6);
+    lab.wait_gobgp_established(&v4);
+    lab.gobgp(
+        &v4,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.2.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.wait_route("10.244.2.0/24");
+
+    // Each refused node did try: its SYN went out and got no answer at all, and the host's
+    // kernel counted signatures that failed and signatures that were missing.
+    for ns in [&v6_wrong, &v4_none, &v4_wrong] {
+        wait_syn_sent(&lab, ns);
+    }
+    wait_counter(&lab, "TcpExtTCPMD5Failure", failures);
+    wait_counter(&lab, "TcpExtTCPMD5NotFound", not_found);
+    assert_eq!(
+        peers(&lab),
+        [
+            ("192.0.2.12".to_string(), "Established".to_string()),
+            ("2001:db8:1::11".to_string(), "Established".to_string()),
+        ]
+    );
+    assert_nothing_from(&lab, &["2001:db8:1::13", "192.0.2.14", "192.0.2.15"]);
+    for ns in [&v6_wrong, &v4_none, &v4_wrong] {
+        assert!(!gobgp_established(&lab, ns), "{ns} got a session");
+    }
+    assert!(!lab.log("cilium-peer").contains("s3cret"));
+}
+
+#[test]
+fn a_reload_changes_and_removes_keys_on_the_live_listening_socket() {
+    let Some(mut lab) = lab_or_skip("tcp-md5 reload", &["gobgpd", "gobgp", "nstat", "ss"]) else {
+        return;
+    };
+    let key = lab.write("md5.key", "old-key");
+    let keyed = [group(
+        "cilium",
+        "2001:db8:1::/64",
+        &format!(r#", "password_file": "{}""#, key.display()),
+    )];
+    let a = lab.node("a", &["2001:db8:1::11/64"]);
+    let b = lab.node("b", &["2001:db8:1::12/64"]);
+    lab.start_cilium_peer(&config(&lab, &keyed));
+    let failures = counter(&lab, "TcpExtTCPMD5Failure");
+    let not_found = counter(&lab, "TcpExtTCPMD5NotFound");
+    lab.start_gobgp(
+        &a,
+        &node(
+            "192.0.2.11",
+            "2001:db8:1::1",
+            "2001:db8:1::11",
+            Some("new-key"),
+        ),
+    );
+    lab.start_gobgp(
+        &b,
+        &node("192.0.2.12", "2001:db8:1::1", "2001:db8:1::12", None),
+    );
+    wait_counter(&lab, "TcpExtTCPMD5Failure", failures);
+    wait_counter(&lab, "TcpExtTCPMD5NotFound", not_found);
+    assert!(peers(&lab).is_empty(), "{:?}", peers(&lab));
+
+    // The file gets the node's key: same config, new key on the live socket.
+    lab.write("md5.key", "new-key\n");
+    lab.reload_cilium_peer(&config(&lab, &keyed));
+    lab.wait_gobgp_established(&a);
+    assert_eq!(
+        peers(&lab),
+        [("2001:db8:1::11".to_string(), "Established".to_string())]
+    );
+    assert_nothing_from(&lab, &["2001:db8:1::12"]);
+
+    // No password_file any more: the key goes, and the node without one gets in.
+    lab.reload_cilium_peer(&config(&lab, &[group("cilium", "2001:db8:1::/64", "")]));
+    lab.wait_gobgp_established(&b);
+    assert!(
+        peers(&lab).contains(&("2001:db8:1::12".to_string(), "Established".to_string())),
+        "{:?}",
+        peers(&lab)
+    );
+}
+
+#[test]
+fn an_unreadable_password_file_stops_the_start_naming_the_file() {
+    let Some(lab) = lab_or_skip("tcp-md5 missing key file", &[]) else {
+        return;
+    };
+    let groups = [group(
+        "cilium",
+        "2001:db8:1::/64",
+        r#", "password_file": "/nonexistent/cilium-peer.key""#,
+    )];
+    let path = lab.write("config.json", &config(&lab, &groups));
+    let out = lab.try_exec(
+        &lab.host,
+        &[
+            env!("CARGO_BIN_EXE_cilium-peer"),
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("neighbors[0].password_file: cannot read /nonexistent/cilium-peer.key"),
+        "{stderr}"
+    );
+    // `check` validates the path only: the file need not exist where the config is built.
+    let check = lab.try_exec(
+        &lab.host,
+        &[
+            env!("CARGO_BIN_EXE_cilium-peer"),
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
