@@ -324,3 +324,128 @@ fn an_unreadable_password_file_stops_the_start_naming_the_file() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+fn gtsm_node(router_id: &'static str, neighbor: &'static str, local: &'static str) -> GoBgpNode {
+    GoBgpNode {
+        ttl_security: true,
+        ..GoBgpNode::cilium(router_id, neighbor, local)
+    }
+}
+
+fn established(address: &str) -> (String, String) {
+    (address.to_string(), "Established".to_string())
+}
+
+#[test]
+fn gtsm_on_every_group_lets_in_only_peers_sending_with_ttl_255_over_ipv6_and_ipv4() {
+    let Some(mut lab) = lab_or_skip("gtsm on the listener", &["gobgpd", "gobgp", "nstat", "ss"])
+    else {
+        return;
+    };
+    let gtsm = r#", "ttl_security": true"#;
+    let groups = [
+        group("six", "2001:db8:1::/64", gtsm),
+        group("four", "192.0.2.0/24", gtsm),
+    ];
+    let v6 = lab.node("a", &["2001:db8:1::11/64"]);
+    let v4 = lab.node("b", &["192.0.2.12/24"]);
+    let v6_plain = lab.node("c", &["2001:db8:1::13/64"]);
+    let v4_plain = lab.node("d", &["192.0.2.14/24"]);
+    lab.start_cilium_peer(&config(&lab, &groups));
+    let drops = counter(&lab, "TcpExtTCPMinTTLDrop");
+    lab.start_gobgp(
+        &v6,
+        &gtsm_node("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
+    lab.start_gobgp(&v4, &gtsm_node("192.0.2.12", "192.0.2.1", "192.0.2.12"));
+    // Cilium's GoBGP as it is: the kernel's default TTL (64) and hop limit.
+    lab.start_gobgp(
+        &v6_plain,
+        &GoBgpNode::cilium("192.0.2.13", "2001:db8:1::1", "2001:db8:1::13"),
+    );
+    lab.start_gobgp(
+        &v4_plain,
+        &GoBgpNode::cilium("192.0.2.14", "192.0.2.1", "192.0.2.14"),
+    );
+    // The GTSM nodes drop anything below 255 themselves: their sessions prove that we
+    // send with 255, SYN-ACK included.
+    lab.wait_gobgp_established(&v6);
+    lab.wait_gobgp_established(&v4);
+    lab.gobgp(
+        &v4,
+        &[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            "ipv4",
+            "10.244.2.0/24",
+            "origin",
+            "igp",
+        ],
+    );
+    lab.wait_route("10.244.2.0/24");
+    // The others' SYNs never get an answer: the kernel drops them for their TTL.
+    wait_syn_sent(&lab, &v6_plain);
+    wait_syn_sent(&lab, &v4_plain);
+    wait_counter(&lab, "TcpExtTCPMinTTLDrop", drops);
+    assert_eq!(
+        peers(&lab),
+        [established("192.0.2.12"), established("2001:db8:1::11")]
+    );
+    assert_nothing_from(&lab, &["2001:db8:1::13", "192.0.2.14"]);
+}
+
+#[test]
+fn gtsm_on_one_group_refuses_its_peers_whose_syn_came_with_a_lower_ttl() {
+    let Some(mut lab) = lab_or_skip("gtsm per group", &["gobgpd", "gobgp", "ss"]) else {
+        return;
+    };
+    // One socket serves both groups, so the kernel cannot filter by TTL for us: the
+    // daemon checks the saved SYN of each connection of the GTSM group.
+    let groups = [
+        group("gtsm", "2001:db8:1::/64", r#", "ttl_security": true"#),
+        group("plain", "192.0.2.0/24", ""),
+    ];
+    let gtsm = lab.node("a", &["2001:db8:1::11/64"]);
+    let gtsm_plain = lab.node("b", &["2001:db8:1::12/64"]);
+    let plain = lab.node("c", &["192.0.2.13/24"]);
+    lab.start_cilium_peer(&config(&lab, &groups));
+    lab.start_gobgp(
+        &gtsm,
+        &gtsm_node("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
+    );
+    lab.start_gobgp(
+        &gtsm_plain,
+        &GoBgpNode::cilium("192.0.2.12", "2001:db8:1::1", "2001:db8:1::12"),
+    );
+    lab.start_gobgp(
+        &plain,
+        &GoBgpNode::cilium("192.0.2.13", "192.0.2.1", "192.0.2.13"),
+    );
+    lab.wait_gobgp_established(&gtsm);
+    lab.wait_gobgp_established(&plain);
+    wait_for(
+        "the GTSM group's peer with TTL 64 to be refused",
+        Duration::from_secs(15),
+        || {
+            lab.log("cilium-peer")
+                .contains("GTSM: its SYN arrived with TTL 64")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        peers(&lab),
+        [established("192.0.2.13"), established("2001:db8:1::11")]
+    );
+    assert!(!gobgp_established(&lab, &gtsm_plain));
+    // Refused at once: no session, and the connection closed.
+    wait_for(
+        "the refused connection to close",
+        Duration::from_secs(5),
+        || {
+            let sockets = lab.exec(&lab.host, &["ss", "-Htn", "state", "established"]);
+            (!sockets.contains("2001:db8:1::12")).then_some(())
+        },
+    );
+}
