@@ -29,7 +29,11 @@ pub struct Config {
     pub bridges: BTreeMap<String, Bridge>,
     pub neighbors: Vec<NeighborGroup>,
     pub control_socket: PathBuf,
+    /// Connection admission limits (see `bgp::admission`).
+    pub limits: Limits,
 }
+
+pub use crate::bgp::admission::Limits;
 
 /// A socket address to accept BGP on; a link-local one names its interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +148,39 @@ struct RawConfig {
     neighbors: Vec<RawNeighbor>,
     #[serde(default)]
     control_socket: Option<PathBuf>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_max_half_open")]
+    max_half_open: usize,
+    #[serde(default = "default_source_burst")]
+    source_burst: u32,
+    #[serde(default = "default_source_per_minute")]
+    source_per_minute: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_half_open: default_max_half_open(),
+            source_burst: default_source_burst(),
+            source_per_minute: default_source_per_minute(),
+        }
+    }
+}
+
+fn default_max_half_open() -> usize {
+    Limits::default().max_half_open
+}
+fn default_source_burst() -> u32 {
+    Limits::default().source_burst
+}
+fn default_source_per_minute() -> u32 {
+    Limits::default().source_per_minute
 }
 
 #[derive(Deserialize)]
@@ -498,6 +535,21 @@ impl Validator {
             );
         }
 
+        let limits = Limits {
+            max_half_open: raw.limits.max_half_open,
+            source_burst: raw.limits.source_burst,
+            source_per_minute: raw.limits.source_per_minute,
+        };
+        for (key, value) in [
+            ("max_half_open", limits.max_half_open as u64),
+            ("source_burst", u64::from(limits.source_burst)),
+            ("source_per_minute", u64::from(limits.source_per_minute)),
+        ] {
+            if value == 0 {
+                self.error(format!("limits.{key}"), "0 would refuse every connection");
+            }
+        }
+
         Config {
             router_id,
             asn: raw.asn,
@@ -506,6 +558,7 @@ impl Validator {
             bridges,
             neighbors,
             control_socket,
+            limits,
         }
     }
 }
@@ -577,6 +630,31 @@ mod tests {
         assert_eq!(c.kernel.protocol, DEFAULT_KERNEL_PROTOCOL);
         assert_eq!(c.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
         assert!(c.bridges.is_empty() && c.neighbors.is_empty());
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_zero_is_refused() {
+        let c = Config::parse(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100,
+                 "limits": { "max_half_open": 8, "source_burst": 3 } }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_half_open: 8,
+                source_burst: 3,
+                source_per_minute: Limits::default().source_per_minute,
+            }
+        );
+        let e = errors(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "limits": { "source_per_minute": 0 } }"#,
+        );
+        assert_eq!(
+            e,
+            vec!["limits.source_per_minute: 0 would refuse every connection"]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::bgp::admission::{Admission, Admitter};
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
 use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
@@ -118,6 +119,8 @@ struct Daemon {
     last_status: Option<Instant>,
     /// Router advertisements on the bridges.
     ra: ra::RaHandle,
+    /// Per-source connect rates and the cap on sessions not yet Established.
+    admission: Admitter,
     /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
     security: watch::Sender<Arc<listener::Security>>,
 }
@@ -193,6 +196,7 @@ impl Daemon {
             started,
             last_status: None,
             ra,
+            admission: Admitter::new(config.limits),
             security,
             config,
         })
@@ -251,6 +255,19 @@ impl Daemon {
             );
             return;
         };
+        let half_open = self
+            .peers
+            .values()
+            .filter(|p| p.conn.is_some() && p.negotiated.is_none())
+            .map(|p| (p.address, p.since));
+        match self.admission.admit(Instant::now(), address, half_open) {
+            Admission::Admit => {}
+            Admission::AdmitEvicting(stalled) => self.evict(stalled),
+            Admission::Refuse(why) => {
+                self.refuse(address, &why.to_string());
+                return;
+            }
+        }
         if let Err(why) = listener::secure_accepted(&stream, group.ttl_security) {
             self.refuse(address, &why);
             return;
@@ -360,6 +377,28 @@ impl Daemon {
             tracing::warn!(%address, refused_total = self.refused, "{why}");
             self.refused_log = Some(now);
         }
+    }
+
+    /// Closes a session that has not finished OPEN, to give its slot to a new connection.
+    fn evict(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(conn) = peer.conn.take() else {
+            return;
+        };
+        if let Some(commands) = peer.commands.take() {
+            let _ = commands.send(PeerCommand::Close {
+                subcode: Notification::CEASE_OUT_OF_RESOURCES,
+                keep_routes: true,
+            });
+        }
+        self.conns.remove(&conn);
+        self.refuse(
+            address,
+            "closed a session that had not finished OPEN to make room (limits.max_half_open)",
+        );
+        self.forget_if_idle(address);
     }
 
     fn free_name(&self, prefix: &str) -> String {
@@ -797,6 +836,7 @@ impl Daemon {
             }
         }
         self.ra.reload(ra_bridges(&config));
+        self.admission.set_limits(config.limits);
         // New keys and GTSM settings go onto the live listening sockets.
         self.security.send_if_modified(|current| {
             let changed = **current != transport;
