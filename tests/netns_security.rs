@@ -449,3 +449,131 @@ fn gtsm_on_one_group_refuses_its_peers_whose_syn_came_with_a_lower_ttl() {
         },
     );
 }
+
+/// The capability bits of CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
+const THREE_CAPABILITIES: u64 = 1 << 10 | 1 << 12 | 1 << 13;
+
+#[test]
+fn the_daemon_runs_as_nobody_with_only_net_admin_net_raw_and_net_bind_service() {
+    let Some(mut lab) = lab_or_skip("unprivileged daemon", &["gobgpd", "gobgp", "setpriv"]) else {
+        return;
+    };
+    // What systemd's RuntimeDirectory and LoadCredential give the service: a directory it
+    // owns for the control socket, and a key file it may read.
+    let run = lab.dir.join("run");
+    std::fs::create_dir(&run).unwrap();
+    sh(&["chown", "nobody:nogroup", run.to_str().unwrap()]);
+    let key = lab.write("md5.key", "s3cret\n");
+    sh(&["chown", "nobody:nogroup", key.to_str().unwrap()]);
+    sh(&["chmod", "0400", key.to_str().unwrap()]);
+    let socket = run.join("control.sock");
+    let text = config(
+        &lab,
+        &[group(
+            "cilium",
+            "2001:db8:1::/64",
+            &format!(r#", "password_file": "{}""#, key.display()),
+        )],
+    )
+    .replace(
+        &lab.socket().display().to_string(),
+        &socket.display().to_string(),
+    );
+    let path = lab.write("config.json", &text);
+    let ns = lab.node("a", &["2001:db8:1::11/64"]);
+    let caps = "+net_admin,+net_raw,+net_bind_service";
+    let host = lab.host.clone();
+    lab.spawn(
+        &host,
+        "cilium-peer",
+        &[
+            "setpriv",
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            "--inh-caps",
+            caps,
+            "--ambient-caps",
+            caps,
+            env!("CARGO_BIN_EXE_cilium-peer"),
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    );
+    let show = |what: &str| cilium_peer::control::query(&socket, what);
+    wait_for(
+        &format!(
+            "the unprivileged daemon's control socket\n{}",
+            lab.log("cilium-peer")
+        ),
+        Duration::from_secs(10),
+        || show("peers").ok(),
+    );
+
+    // It is nobody, with these three capabilities and no others.
+    let pids = sh(&["ip", "netns", "pids", &lab.host]);
+    let status = pids
+        .split_whitespace()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .find(|s| s.starts_with("Name:\tcilium-peer"))
+        .expect("the daemon's /proc status");
+    let field = |name: &str| -> String {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:\t")))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .to_string()
+    };
+    assert_eq!(field("Uid").split_whitespace().next(), Some("65534"));
+    assert_eq!(field("Gid").split_whitespace().next(), Some("65534"));
+    for set in ["CapEff", "CapPrm", "CapAmb"] {
+        assert_eq!(
+            u64::from_str_radix(&field(set), 16).unwrap(),
+            THREE_CAPABILITIES,
+            "{set}"
+        );
+    }
+
+    // Port 179 with a TCP-MD5 key (CAP_NET_BIND_SERVICE), routes in the kernel
+    // (CAP_NET_ADMIN), router advertisements on the bridge (CAP_NET_RAW).
+    lab.start_gobgp(
+        &ns,
+        &node(
+            "192.0.2.11",
+            "2001:db8:1::1",
+            "2001:db8:1::11",
+            Some("s3cret"),
+        ),
+    );
+    lab.wait_gobgp_established(&ns);
+    for (family, prefix) in [("ipv4", "10.244.1.0/24"), ("ipv6", "fd00:ff00:1::/64")] {
+        lab.gobgp(
+            &ns,
+            &[
+                "global", "rib", "add", "-a", family, prefix, "origin", "igp",
+            ],
+        );
+    }
+    let v4 = lab.wait_route("10.244.1.0/24");
+    assert_eq!(v4["via"]["host"], "2001:db8:1::11", "{v4}");
+    lab.wait_route("fd00:ff00:1::/64");
+    wait_for(
+        "a router advertisement sent",
+        Duration::from_secs(10),
+        || {
+            let bridges = show("bridges").ok()?;
+            (bridges[0]["ra"]["ras_sent"].as_u64()? > 0).then_some(())
+        },
+    );
+    let peers = show("peers").unwrap();
+    assert_eq!(peers[0]["state"], "Established", "{peers}");
+    assert_eq!(peers[0]["installed"], 2, "{peers}");
+    assert!(
+        !lab.log("cilium-peer").contains("ermission denied"),
+        "{}",
+        lab.log("cilium-peer")
+    );
+}
