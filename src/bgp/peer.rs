@@ -22,7 +22,7 @@ use super::wire::{self, Family, Update};
 use crate::config::ImportRule;
 use crate::neighbor;
 use crate::policy::{self, PeerLink, Rejection, Resolution};
-use crate::rib::{Path, PathAttrs};
+use crate::rib::{NextHop, Path, PathAttrs};
 
 /// How much one read may take from the socket.
 const READ_WINDOW: usize = 16 * 1024;
@@ -235,36 +235,44 @@ impl UpdateImporter {
         }
         let attrs = self.path_attrs(&update);
         for (prefix, announced, link_local) in reachable {
-            let resolution =
-                match policy::check_prefix(&prefix, &self.bridge_prefixes, &self.import) {
-                    Err(why) => Resolution::Rejected(why),
-                    Ok(()) => {
-                        match policy::resolve_next_hop(&self.link, &prefix, announced, link_local) {
-                            Resolution::NeedsLinkLocalOf(v4) => {
-                                let ll = self.link_local_of(v4).await;
-                                policy::resolve_link_local(&self.link, ll)
-                            }
-                            other => other,
-                        }
-                    }
-                };
-            match resolution {
-                Resolution::Ready(next_hop) => batch.announce.push((
+            match self.next_hop_for(&prefix, announced, link_local).await {
+                Ok(next_hop) => batch.announce.push((
                     prefix,
                     Path {
                         next_hop,
                         attrs: attrs.clone(),
                     },
                 )),
-                Resolution::Rejected(why) => {
+                Err(why) => {
                     self.log.rejected(&self.name, &prefix, announced, why);
                     batch.withdraw.push(prefix);
                     batch.rejected.push((prefix, why));
                 }
-                Resolution::NeedsLinkLocalOf(_) => unreachable!("resolved above"),
             }
         }
         batch
+    }
+
+    /// Policy for one announced prefix: the kernel next hop, or why not.
+    async fn next_hop_for(
+        &mut self,
+        prefix: &IpNet,
+        announced: IpAddr,
+        link_local: Option<Ipv6Addr>,
+    ) -> Result<NextHop, Rejection> {
+        policy::check_prefix(prefix, &self.bridge_prefixes, &self.import)?;
+        let resolution = match policy::resolve_next_hop(&self.link, prefix, announced, link_local) {
+            Resolution::NeedsLinkLocalOf(v4) => {
+                let ll = self.link_local_of(v4).await;
+                policy::resolve_link_local(&self.link, ll)
+            }
+            other => other,
+        };
+        match resolution {
+            Resolution::Ready(next_hop) => Ok(next_hop),
+            Resolution::Rejected(why) => Err(why),
+            Resolution::NeedsLinkLocalOf(_) => Err(Rejection::MappedNextHopUnresolved),
+        }
     }
 
     fn path_attrs(&mut self, update: &Update) -> Arc<PathAttrs> {

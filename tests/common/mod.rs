@@ -373,11 +373,11 @@ impl Drop for Lab {
 
 /// GoBGP configured as Cilium's embedded speaker (see peers.md).
 pub struct GoBgpNode {
-    pub router_id: &'static str,
+    pub router_id: String,
     pub asn: u32,
     pub peer_asn: u32,
-    pub neighbor: &'static str,
-    pub local_address: Option<&'static str>,
+    pub neighbor: String,
+    pub local_address: Option<String>,
     pub graceful_restart: bool,
     pub hold_time: u32,
     /// TCP-MD5 key (`auth-password`).
@@ -387,13 +387,13 @@ pub struct GoBgpNode {
 }
 
 impl GoBgpNode {
-    pub fn cilium(router_id: &'static str, neighbor: &'static str, local: &'static str) -> Self {
+    pub fn cilium(router_id: &str, neighbor: &str, local: &str) -> Self {
         GoBgpNode {
-            router_id,
+            router_id: router_id.to_string(),
             asn: 65100,
             peer_asn: 65100,
-            neighbor,
-            local_address: Some(local),
+            neighbor: neighbor.to_string(),
+            local_address: Some(local.to_string()),
             graceful_restart: true,
             hold_time: 90,
             auth_password: None,
@@ -404,6 +404,7 @@ impl GoBgpNode {
     fn toml(&self) -> String {
         let local = self
             .local_address
+            .as_ref()
             .map(|a| format!("  [neighbors.transport.config]\n    local-address = \"{a}\"\n"))
             .unwrap_or_default();
         let gr = if self.graceful_restart {
@@ -501,4 +502,75 @@ pub fn link_local(lab: &Lab, ns: &str, dev: &str) -> String {
         .find_map(|w| w[1].split('/').next())
         .unwrap_or_else(|| panic!("no link-local address on {dev} in {ns}: {out}"))
         .to_string()
+}
+
+impl Lab {
+    /// Starts BIRD 2 in the foreground in `ns` with this config; `birdc(ns, ...)` talks to it.
+    pub fn start_bird(&mut self, ns: &str, config: &str) {
+        let conf = self.write(&format!("{ns}-bird.conf"), config);
+        let socket = self.dir.join(format!("{ns}-bird.ctl"));
+        let pid = self.dir.join(format!("{ns}-bird.pid"));
+        let args = [
+            "bird",
+            "-f",
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            socket.to_str().unwrap(),
+            "-P",
+            pid.to_str().unwrap(),
+        ];
+        self.spawn(ns, &format!("bird-{ns}"), &args);
+        wait_for("BIRD's control socket", Duration::from_secs(10), || {
+            self.try_exec(
+                ns,
+                &["birdc", "-s", socket.to_str().unwrap(), "show", "status"],
+            )
+            .status
+            .success()
+            .then_some(())
+        });
+    }
+
+    pub fn birdc(&self, ns: &str, args: &[&str]) -> String {
+        let socket = self.dir.join(format!("{ns}-bird.ctl"));
+        let mut full = vec!["birdc", "-s", socket.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.exec(ns, &full)
+    }
+}
+
+impl Lab {
+    /// Node `n` (1..=9) on the bridge, `192.0.2.1n` and `2001:db8:1::1n`, with GoBGP
+    /// configured as Cilium's speaker peering with the host over IPv6; waits until its
+    /// session is Established when cilium-peer already runs.
+    pub fn cilium_node(&mut self, n: u8, graceful_restart: bool) -> String {
+        let v4 = format!("192.0.2.1{n}");
+        let v6 = format!("2001:db8:1::1{n}");
+        let ns = self.node(&n.to_string(), &[&format!("{v4}/24"), &format!("{v6}/64")]);
+        let mut gobgp = GoBgpNode::cilium(&v4, "2001:db8:1::1", &v6);
+        gobgp.graceful_restart = graceful_restart;
+        self.start_gobgp(&ns, &gobgp);
+        if self.socket().exists() {
+            self.wait_gobgp_established(&ns);
+        }
+        ns
+    }
+
+    /// `gobgp global rib add` as Cilium does it (next hop left to GoBGP: the session's
+    /// own address).
+    pub fn announce(&self, ns: &str, prefix: &str) {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.gobgp(
+            ns,
+            &[
+                "global", "rib", "add", "-a", family, prefix, "origin", "igp",
+            ],
+        );
+    }
+
+    pub fn withdraw(&self, ns: &str, prefix: &str) {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.gobgp(ns, &["global", "rib", "del", "-a", family, prefix]);
+    }
 }
