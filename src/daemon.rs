@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -17,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::bgp::admission::{Admission, Admitter};
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
 use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
@@ -145,11 +147,17 @@ struct Daemon {
     watchdog: Option<(Duration, Instant)>,
     /// Router advertisements on the bridges.
     ra: ra::RaHandle,
+    /// Per-source connect rates and the cap on sessions not yet Established.
+    admission: Admitter,
+    /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
+    security: watch::Sender<Arc<listener::Security>>,
 }
 
 impl Daemon {
     async fn start(path: PathBuf, config: Config) -> Result<Daemon, String> {
         let started = Instant::now();
+        // The TCP-MD5 keys, read before anything else is touched.
+        let transport = listener::Security::load(&config)?;
         let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
             .map_err(|e| format!("netlink: {e}"))?;
         // Listen before reading the table, so that no change in between goes unseen.
@@ -180,19 +188,26 @@ impl Daemon {
         }
 
         let (accepted_tx, accepted) = mpsc::channel(256);
+        let (security, security_rx) = watch::channel(Arc::new(transport));
         for listen in &config.listen {
             let listen = listen.clone();
-            // Bind now where we can, so that READY=1 means listening.
-            match listener::bind(&listen) {
+            // Bind now where we can, so that READY=1 means listening (keys in place).
+            let bound = match listener::bind(&listen, &security_rx.borrow()) {
                 Ok(l) => {
                     tracing::info!(%listen, "listening for BGP");
-                    tokio::spawn(listener::accept_loop(l, accepted_tx.clone()));
+                    Some(l)
                 }
                 Err(error) => {
                     tracing::warn!(%listen, %error, "cannot listen yet; will retry");
-                    tokio::spawn(listener::serve(listen, accepted_tx.clone()));
+                    None
                 }
-            }
+            };
+            tokio::spawn(listener::serve(
+                listen,
+                bound,
+                security_rx.clone(),
+                accepted_tx.clone(),
+            ));
         }
         let (control_tx, control) = mpsc::channel(16);
         control::serve(&config.control_socket, control_tx)
@@ -238,6 +253,8 @@ impl Daemon {
             last_status: None,
             watchdog: sd_notify::watchdog_enabled().map(|timeout| (timeout / 2, started)),
             ra,
+            admission: Admitter::new(config.limits),
+            security,
             config,
         })
     }
@@ -302,9 +319,29 @@ impl Daemon {
     fn on_accept(&mut self, stream: TcpStream, remote: SocketAddr) {
         let address = canonical(remote.ip());
         let Some(group) = self.config.neighbor_group_of(address).cloned() else {
-            self.refuse(address);
+            self.refuse(
+                address,
+                "connection from outside every neighbor range: closed",
+            );
             return;
         };
+        let half_open = self
+            .peers
+            .values()
+            .filter(|p| p.conn.is_some() && p.negotiated.is_none())
+            .map(|p| (p.address, p.since));
+        match self.admission.admit(Instant::now(), address, half_open) {
+            Admission::Admit => {}
+            Admission::AdmitEvicting(stalled) => self.evict(stalled),
+            Admission::Refuse(why) => {
+                self.refuse(address, &why.to_string());
+                return;
+            }
+        }
+        if let Err(why) = listener::secure_accepted(&stream, group.ttl_security) {
+            self.refuse(address, &why);
+            return;
+        }
         let scope = match remote {
             SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => Some(v6.scope_id()),
             _ => None,
@@ -402,17 +439,39 @@ impl Daemon {
         ));
     }
 
-    /// A connection from outside every range: closed, and logged at most every 10 s.
-    fn refuse(&mut self, address: IpAddr) {
+    /// A connection that gets no session: closed, and logged at most every 10 s.
+    fn refuse(&mut self, address: IpAddr, why: &str) {
         self.refused += 1;
         let now = Instant::now();
         if self
             .refused_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
         {
-            tracing::warn!(%address, refused_total = self.refused, "connection from outside every neighbor range: closed");
+            tracing::warn!(%address, refused_total = self.refused, "{why}");
             self.refused_log = Some(now);
         }
+    }
+
+    /// Closes a session that has not finished OPEN, to give its slot to a new connection.
+    fn evict(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(conn) = peer.conn.take() else {
+            return;
+        };
+        if let Some(commands) = peer.commands.take() {
+            let _ = commands.send(PeerCommand::Close {
+                subcode: Notification::CEASE_OUT_OF_RESOURCES,
+                keep_routes: true,
+            });
+        }
+        self.conns.remove(&conn);
+        self.refuse(
+            address,
+            "closed a session that had not finished OPEN to make room (limits.max_half_open)",
+        );
+        self.forget_if_idle(address);
     }
 
     fn free_name(&self, prefix: &str) -> String {
@@ -875,6 +934,14 @@ impl Daemon {
                 return;
             }
         };
+        let transport = match listener::Security::load(&config) {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::error!(%error, "reload refused: nothing changed");
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+                return;
+            }
+        };
         // Sessions whose neighbor group is gone or changed are closed.
         let groups: HashMap<&str, &NeighborGroup> = config
             .neighbors
@@ -945,6 +1012,15 @@ impl Daemon {
         }
         self.reloads.0 += 1;
         self.last_reload_ok = true;
+        self.admission.set_limits(config.limits);
+        // New keys and GTSM settings go onto the live listening sockets.
+        self.security.send_if_modified(|current| {
+            let changed = **current != transport;
+            if changed {
+                *current = Arc::new(transport);
+            }
+            changed
+        });
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
         let _ = sd_notify::notify(&[NotifyState::Ready]);

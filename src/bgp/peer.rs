@@ -2,6 +2,11 @@
 //! machine, its outputs back to the socket. UPDATEs are turned into route batches here
 //! (import policy and next hop resolution), so sessions work in parallel and the daemon
 //! only merges their results. One task per connection; it ends when the session does.
+//!
+//! Memory per connection is bounded whatever the peer sends: the receive buffer holds at
+//! most one incomplete message (4096 bytes, RFC 4271) plus one read window, decoded
+//! messages go out through a bounded channel, and a peer that stops reading our messages
+//! is dropped after `WRITE_TIMEOUT` instead of blocking its task forever.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -18,6 +23,15 @@ use crate::config::ImportRule;
 use crate::neighbor;
 use crate::policy::{self, PeerLink, Rejection, Resolution};
 use crate::rib::{NextHop, Path, PathAttrs};
+
+/// How much one read may take from the socket.
+const READ_WINDOW: usize = 16 * 1024;
+
+/// A write that cannot finish in this time means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// IPv4 nodes whose IPv6 link-local address is remembered per session.
+const MAX_LINK_LOCALS: usize = 256;
 
 /// Identifies one connection, so that events of a replaced connection are recognised.
 pub type ConnId = u64;
@@ -69,8 +83,7 @@ pub async fn drive(
     let (mut reader, mut writer) = stream.into_split();
     let mut session = Session::accept(Instant::now(), setup.session.clone());
     let mut updates = UpdateImporter::new(&setup);
-    let mut buffer: Vec<u8> = Vec::with_capacity(2 * wire::MAX_MESSAGE_LEN);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buffer: Vec<u8> = Vec::with_capacity(wire::MAX_MESSAGE_LEN + READ_WINDOW);
     let conn = setup.conn;
     let mut commands_open = true;
 
@@ -80,7 +93,9 @@ pub async fn drive(
             match output {
                 Output::Send(message) => {
                     let bytes = wire::encode(&message, &session.context());
-                    if writer.write_all(&bytes).await.is_err() {
+                    let written =
+                        tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&bytes)).await;
+                    if !matches!(written, Ok(Ok(()))) {
                         session.handle_transport_closed();
                     }
                 }
@@ -105,11 +120,13 @@ pub async fn drive(
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        // What is left from the last read is less than one message: the buffer stays
+        // within one message and one window.
+        buffer.reserve(READ_WINDOW);
         tokio::select! {
-            read = reader.read(&mut chunk) => match read {
+            read = reader.read_buf(&mut buffer) => match read {
                 Ok(0) | Err(_) => session.handle_transport_closed(),
-                Ok(n) => {
-                    buffer.extend_from_slice(&chunk[..n]);
+                Ok(_) => {
                     let mut consumed = 0;
                     loop {
                         match wire::decode(&buffer[consumed..], &session.context()) {
@@ -146,6 +163,7 @@ struct UpdateImporter {
     link: PeerLink,
     import: Vec<ImportRule>,
     bridge_prefixes: Vec<IpNet>,
+    local_as: u32,
     /// GoBGP sends one UPDATE per path with the same attributes: share them.
     last_attrs: Option<Arc<PathAttrs>>,
     /// IPv4 node address -> its IPv6 link-local address on our bridge.
@@ -160,6 +178,7 @@ impl UpdateImporter {
             link: setup.link.clone(),
             import: setup.import.clone(),
             bridge_prefixes: setup.bridge_prefixes.clone(),
+            local_as: setup.session.local_as,
             last_attrs: None,
             link_locals: Vec::new(),
             log: RateLimitedLog::default(),
@@ -204,6 +223,14 @@ impl UpdateImporter {
             return batch;
         }
         if reachable.is_empty() {
+            return batch;
+        }
+        if let Err(why) = policy::check_as_path(attributes.as_path.as_ref(), self.local_as) {
+            for (prefix, announced, _) in reachable {
+                self.log.rejected(&self.name, &prefix, announced, why);
+                batch.withdraw.push(prefix);
+                batch.rejected.push((prefix, why));
+            }
             return batch;
         }
         let attrs = self.path_attrs(&update);
@@ -277,6 +304,9 @@ impl UpdateImporter {
         let ifindex = self.link.ifindex?;
         let found = neighbor::link_local_of(ifindex, v4).await;
         self.link_locals.retain(|(a, _)| *a != v4);
+        if self.link_locals.len() >= MAX_LINK_LOCALS {
+            self.link_locals.remove(0);
+        }
         self.link_locals.push((v4, found));
         if found.is_none() {
             tracing::warn!(

@@ -212,7 +212,8 @@ impl Lab {
         }
     }
 
-    /// Sends a signal to a spawned process by label without waiting for it.
+    /// Sends a signal to a spawned process by label (`ip netns exec` execs it, so the
+    /// child's pid is the process's own).
     pub fn signal(&self, label: &str, signal: &str) {
         let (_, child) = self
             .children
@@ -228,6 +229,20 @@ impl Lab {
             .iter_mut()
             .find(|(l, _)| l == label)
             .is_some_and(|(_, child)| child.try_wait().is_ok_and(|s| s.is_none()))
+    }
+
+    /// Rewrites cilium-peer's config file and makes it reload (SIGHUP), waiting until the
+    /// log says the new config is in place.
+    pub fn reload_cilium_peer(&self, config: &str) {
+        let reloads = |log: String| log.matches("config reloaded").count();
+        let before = reloads(self.log("cilium-peer"));
+        self.write("config.json", config);
+        self.signal("cilium-peer", "HUP");
+        wait_for(
+            &format!("cilium-peer to reload\n{}", self.log("cilium-peer")),
+            Duration::from_secs(10),
+            || (reloads(self.log("cilium-peer")) > before).then_some(()),
+        );
     }
 
     pub fn log(&self, label: &str) -> String {
@@ -408,6 +423,10 @@ pub struct GoBgpNode {
     /// it), so that routes can be added before the session comes up.
     pub admin_down: bool,
     pub hold_time: u32,
+    /// TCP-MD5 key (`auth-password`).
+    pub auth_password: Option<&'static str>,
+    /// GTSM: send with TTL 255, accept only 255 (`ttl-security`).
+    pub ttl_security: bool,
 }
 
 impl GoBgpNode {
@@ -422,6 +441,8 @@ impl GoBgpNode {
             restart_time: 120,
             admin_down: false,
             hold_time: 90,
+            auth_password: None,
+            ttl_security: false,
         }
     }
 
@@ -444,6 +465,15 @@ impl GoBgpNode {
         } else {
             ""
         };
+        let auth = self
+            .auth_password
+            .map(|p| format!("    auth-password = \"{p}\"\n"))
+            .unwrap_or_default();
+        let ttl = if self.ttl_security {
+            "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = 255\n"
+        } else {
+            ""
+        };
         let family_gr = if self.graceful_restart {
             "    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n"
         } else {
@@ -461,7 +491,7 @@ impl GoBgpNode {
   [neighbors.config]
     neighbor-address = "{neighbor}"
     peer-as = {peer_asn}
-{admin_down}{local}  [neighbors.timers.config]
+{admin_down}{auth}{local}{ttl}  [neighbors.timers.config]
     connect-retry = 1
     hold-time = {hold}
     keepalive-interval = {keepalive}
