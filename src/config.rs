@@ -152,6 +152,7 @@ struct RawConfig {
     control_socket: Option<PathBuf>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    #[serde(default)]
     limits: RawLimits,
 }
 
