@@ -29,6 +29,8 @@ pub struct Config {
     pub bridges: BTreeMap<String, Bridge>,
     pub neighbors: Vec<NeighborGroup>,
     pub control_socket: PathBuf,
+    /// Group that owns the control socket (mode 0660), so its members may run `show`.
+    pub control_socket_group: Option<String>,
     /// Where Prometheus scrapes `/metrics` (HTTP); off when `None`.
     pub metrics: Option<SocketAddr>,
     /// Connection admission limits (see `bgp::admission`).
@@ -150,6 +152,8 @@ struct RawConfig {
     neighbors: Vec<RawNeighbor>,
     #[serde(default)]
     control_socket: Option<PathBuf>,
+    #[serde(default)]
+    control_socket_group: Option<String>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
     #[serde(default)]
@@ -581,6 +585,7 @@ impl Validator {
             bridges,
             neighbors,
             control_socket,
+            control_socket_group: raw.control_socket_group,
             metrics,
             limits,
         }

@@ -210,8 +210,12 @@ impl Daemon {
             ));
         }
         let (control_tx, control) = mpsc::channel(16);
-        control::serve(&config.control_socket, control_tx)
-            .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
+        control::serve(
+            &config.control_socket,
+            config.control_socket_group.as_deref(),
+            control_tx,
+        )
+        .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
 
         let ra = ra::spawn(ra_bridges(&config));
         let (metrics_tx, metrics) = mpsc::channel(16);
