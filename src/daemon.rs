@@ -957,8 +957,29 @@ impl Daemon {
             let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
             let subcode = match (old, groups.get(peer.group.as_str())) {
                 (_, None) => Notification::CEASE_PEER_DECONFIGURED,
-                (Some(old), Some(new)) if old != *new => {
+                (Some(old), Some(new)) if session_terms_differ(old, new) => {
                     Notification::CEASE_OTHER_CONFIGURATION_CHANGE
+                }
+                (Some(old), Some(new)) => {
+                    // Policy only: the session stays.
+                    let Some(commands) = &peer.commands else {
+                        continue;
+                    };
+                    if old.import != new.import {
+                        tracing::info!(peer = %peer.name, "import list changed: asking for a route refresh");
+                        let _ = commands.send(PeerCommand::SetImport(new.import.clone()));
+                    }
+                    if new
+                        .max_prefixes
+                        .is_some_and(|max| self.rib.peer_counts(peer.id).received > max as usize)
+                    {
+                        tracing::warn!(peer = %peer.name, "over its new max_prefixes: closing with Cease 1");
+                        let _ = commands.send(PeerCommand::Close {
+                            subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
+                            keep_routes: false,
+                        });
+                    }
+                    continue;
                 }
                 _ => continue,
             };
@@ -1292,6 +1313,29 @@ fn monotonic_usec() -> NotifyState<'static> {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     NotifyState::MonotonicUsec(ts.tv_sec as i128 * 1_000_000 + ts.tv_nsec as i128 / 1000)
+}
+
+/// Whether a neighbor group changed in a way the running sessions cannot take without
+/// reconnecting: who may peer, as which AS, with which key, or what goes into OPEN.
+fn session_terms_differ(old: &NeighborGroup, new: &NeighborGroup) -> bool {
+    // Named field by field so that a new key has to be placed on one side or the other.
+    let NeighborGroup {
+        name: _,
+        range,
+        asn,
+        password_file,
+        max_prefixes: _,
+        ttl_security,
+        import: _,
+        hold_time,
+        graceful_restart,
+    } = old;
+    *range != new.range
+        || *asn != new.asn
+        || *password_file != new.password_file
+        || *ttl_security != new.ttl_security
+        || *hold_time != new.hold_time
+        || *graceful_restart != new.graceful_restart
 }
 
 /// Every configured bridge with its (validated) RA settings.

@@ -250,6 +250,43 @@ fn a_reload_adding_a_second_range_keeps_the_session_and_its_routes_and_a_broken_
 }
 
 #[test]
+fn a_reload_changing_only_the_import_list_keeps_the_session_and_refilters_by_route_refresh() {
+    let Some(mut lab) = lab_or_skip("reload import", &["gobgpd", "gobgp"]) else {
+        return;
+    };
+    let only_244 = (
+        "cilium",
+        "2001:db8:1::/64",
+        r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 } ]"#,
+    );
+    lab.start_cilium_peer(&config(&lab, &[only_244], ""));
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.announce(&a, "10.245.1.0/24");
+    lab.wait_route("10.244.1.0/24");
+    let up_since = gobgp_uptime(&lab, &a);
+    assert!(lab.route("10.245.1.0/24").is_none());
+
+    let only_245 = (
+        "cilium",
+        "2001:db8:1::/64",
+        r#", "import": [ { "prefix": "10.245.0.0/16", "max_length": 24 } ]"#,
+    );
+    lab.reload_cilium_peer(&config(&lab, &[only_245], ""));
+    lab.wait_route("10.245.1.0/24");
+    lab.wait_no_route("10.244.1.0/24");
+    assert!(gobgp_established(&lab, &a));
+    assert_eq!(
+        gobgp_uptime(&lab, &a),
+        up_since,
+        "GoBGP saw the session restart"
+    );
+    let peers = lab.show("peers");
+    let peer = peer_named(&peers, "cilium1");
+    assert_eq!(peer["installed"], 1, "{peers}");
+}
+
+#[test]
 fn a_reload_changing_its_group_closes_with_cease_6_and_removing_its_range_with_cease_3() {
     let Some(mut lab) = lab_or_skip("reload closes session", &["gobgpd", "gobgp"]) else {
         return;
@@ -262,8 +299,9 @@ fn a_reload_changing_its_group_closes_with_cease_6_and_removing_its_range_with_c
     lab.wait_route("fd00:ff00:1::/64");
     let gobgp_log = format!("gobgpd-{a}");
 
-    // A changed group (here its prefix limit): Cease, other configuration change.
-    let changed = ("cilium", "2001:db8:1::/64", r#", "max_prefixes": 100"#);
+    // A group changed in what goes into OPEN (here its hold time): Cease, other
+    // configuration change.
+    let changed = ("cilium", "2001:db8:1::/64", r#", "hold_time": 30"#);
     lab.write("config.json", &config(&lab, &[changed], ""));
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, &gobgp_log, "Subcode=6", 1);

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::session::{Closed, Negotiated, Output, Session, SessionConfig};
-use super::wire::{self, Family, Update};
+use super::wire::{self, Family, Notification, Update};
 use crate::config::ImportRule;
 use crate::neighbor;
 use crate::policy::{self, PeerLink, Rejection, Resolution};
@@ -66,10 +66,13 @@ pub enum PeerEvent {
 }
 
 /// What the daemon may ask of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum PeerCommand {
     /// Send a Cease with this subcode and end; `keep_routes` as for `Session::close`.
     Close { subcode: u8, keep_routes: bool },
+    /// The group's `import` list changed: apply it and ask the peer for its routes again
+    /// (route refresh); a peer that cannot refresh is closed with Cease 6 instead.
+    SetImport(Vec<ImportRule>),
 }
 
 /// Runs the connection until the session ends; reports to `events`.
@@ -151,6 +154,12 @@ pub async fn drive(
             () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
             command = commands.recv(), if commands_open => match command {
                 Some(PeerCommand::Close { subcode, keep_routes }) => session.close(subcode, keep_routes),
+                Some(PeerCommand::SetImport(import)) => {
+                    updates.import = import;
+                    if !session.request_route_refresh() {
+                        session.close(Notification::CEASE_OTHER_CONFIGURATION_CHANGE, false);
+                    }
+                }
                 None => commands_open = false,
             },
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::wire::{
     AS_TRANS, Capability, Context, DecodeError, ExtendedNextHop, Family, GracefulRestart,
-    GracefulRestartFamily, Message, Notification, Open, Update,
+    GracefulRestartFamily, Message, Notification, Open, RouteRefresh, Update,
 };
 
 /// How long we wait for the peer's OPEN after accepting its connection (RFC 4271 suggests
@@ -269,6 +269,25 @@ impl Session {
         if self.state != State::Closed {
             self.close_with(Notification::cease(cease_subcode), keep_routes);
         }
+    }
+
+    /// Asks the peer to send its routes again (RFC 2918), for every negotiated family.
+    /// Returns false, sending nothing, when the session is not Established or the peer did
+    /// not announce route refresh.
+    pub fn request_route_refresh(&mut self) -> bool {
+        let Some(negotiated) = self.negotiated.as_ref().filter(|n| n.route_refresh) else {
+            return false;
+        };
+        if self.state != State::Established {
+            return false;
+        }
+        for family in &negotiated.families {
+            self.outputs
+                .push_back(Output::Send(Message::RouteRefresh(RouteRefresh {
+                    family: *family,
+                })));
+        }
+        true
     }
 
     fn peer_graceful_restart(&self) -> bool {
@@ -814,6 +833,43 @@ mod tests {
         drain(&mut s);
         s.handle_transport_closed();
         assert!(!closed(&drain(&mut s)).unwrap().keep_routes);
+    }
+
+    #[test]
+    fn a_route_refresh_is_requested_for_every_negotiated_family_once_established() {
+        let now = Instant::now();
+        let mut s = Session::accept(now, config());
+        drain(&mut s);
+        s.handle_message(now, Message::Open(cilium_open()));
+        assert!(!s.request_route_refresh(), "not before Established");
+        s.handle_message(now, Message::Keepalive);
+        drain(&mut s);
+        assert!(s.request_route_refresh());
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Send(Message::RouteRefresh(RouteRefresh {
+                    family: Family::IPV4_UNICAST
+                })),
+                Output::Send(Message::RouteRefresh(RouteRefresh {
+                    family: Family::IPV6_UNICAST
+                })),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_route_refresh_is_sent_to_a_peer_that_did_not_announce_it() {
+        let now = Instant::now();
+        let mut s = Session::accept(now, config());
+        let mut open = cilium_open();
+        open.capabilities
+            .retain(|c| !matches!(c, Capability::RouteRefresh));
+        s.handle_message(now, Message::Open(open));
+        s.handle_message(now, Message::Keepalive);
+        drain(&mut s);
+        assert!(!s.request_route_refresh());
+        assert!(drain(&mut s).is_empty());
     }
 
     #[test]
