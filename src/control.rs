@@ -177,18 +177,30 @@ pub fn render(what: &str, answer: &Value) -> String {
                 .collect(),
         ),
         _ => (
-            vec!["Bridge", "Ifindex", "Prefixes", "RA"],
+            vec![
+                "Bridge",
+                "Ifindex",
+                "Prefixes",
+                "RA",
+                "Source",
+                "RAs sent",
+                "RSs received",
+            ],
             rows.iter()
                 .map(|r| {
                     let prefixes = r["prefixes"]
                         .as_array()
                         .map(|p| p.iter().map(text).collect::<Vec<_>>().join(" "))
                         .unwrap_or_default();
+                    let ra = &r["ra"];
                     vec![
                         text(&r["name"]),
                         text(&r["ifindex"]),
                         prefixes,
-                        text(&r["ra"]),
+                        text(&ra["state"]),
+                        text(&ra["link_local"]),
+                        text(&ra["ras_sent"]),
+                        text(&ra["rs_received"]),
                     ]
                 })
                 .collect(),
@@ -264,6 +276,21 @@ mod tests {
         assert_eq!(
             render("routes", &answer),
             "Prefix           Next hops\n198.51.100.7/32  via 2001:db8:1::11 dev vmbr-dev, via 2001:db8:1::12 dev vmbr-dev\n"
+        );
+    }
+
+    #[test]
+    fn bridges_show_their_router_advertisement_state() {
+        let answer = serde_json::json!([
+            { "name": "vmbr-dev", "ifindex": 4, "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"],
+              "ra": { "state": "advertising", "link_local": "fe80::1", "ras_sent": 3, "rs_received": 1 } },
+            { "name": "vmbr-lab", "ifindex": null, "prefixes": [], "ra": null }
+        ]);
+        assert_eq!(
+            render("bridges", &answer),
+            "Bridge    Ifindex  Prefixes                      RA           Source   RAs sent  RSs received\n\
+             vmbr-dev  4        192.0.2.0/24 2001:db8:1::/64  advertising  fe80::1  3         1\n\
+             vmbr-lab  -                                      -            -        -         -\n"
         );
     }
 
