@@ -163,7 +163,7 @@ impl Daemon {
         // Listen before reading the table, so that no change in between goes unseen.
         let (kernel_filter, filter) = watch::channel(monitor::Filter {
             protocol: config.kernel.protocol,
-            own_port: fib.port(),
+            own_ports: fib.ports(),
         });
         let (kernel_tx, kernel) = mpsc::channel(1024);
         monitor::spawn(filter, kernel_tx).map_err(|e| format!("netlink monitor: {e}"))?;
@@ -1015,7 +1015,7 @@ impl Daemon {
                     let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
                     self.kernel_filter.send_replace(monitor::Filter {
                         protocol: config.kernel.protocol,
-                        own_port: self.fib.port(),
+                        own_ports: self.fib.ports(),
                     });
                     self.resync().await;
                     for prefix in self.ours() {
@@ -1271,7 +1271,7 @@ fn serve_metrics(
 
 /// Refusals that matter: deleting what is already gone is the outcome we wanted.
 fn real_errors(mut errors: Vec<FibError>) -> Vec<FibError> {
-    errors.retain(|e| !(matches!(e.op, FibOp::Delete { .. }) && e.errno == libc::ESRCH));
+    errors.retain(|e| !(matches!(e.op, Some(FibOp::Delete { .. })) && e.errno == libc::ESRCH));
     errors
 }
 

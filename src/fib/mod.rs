@@ -7,3 +7,4 @@ pub mod adopted;
 pub mod diff;
 pub mod monitor;
 pub mod netlink;
+pub mod nexthop;

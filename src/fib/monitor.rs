@@ -25,9 +25,9 @@ const RECV_BUFFER: usize = 4 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Filter {
     pub protocol: u8,
-    /// The netlink port of our FIB socket: the kernel stamps it on the events our own
+    /// The netlink ports of our FIB sockets: the kernel stamps them on the events our own
     /// requests cause.
-    pub own_port: u32,
+    pub own_ports: [u32; 2],
 }
 
 #[derive(Debug)]
@@ -102,7 +102,7 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
 }
 
 fn relevant(filter: &Filter, port: u32, route: &RouteMessage) -> bool {
-    port != filter.own_port && u8::from(route.header.protocol) == filter.protocol
+    !filter.own_ports.contains(&port) && u8::from(route.header.protocol) == filter.protocol
 }
 
 fn running(link: &LinkMessage) -> bool {
@@ -126,7 +126,7 @@ mod tests {
     fn our_own_echo_and_other_protocols_are_ignored() {
         let filter = Filter {
             protocol: 196,
-            own_port: 4242,
+            own_ports: [4242, 4243],
         };
         assert!(relevant(&filter, 0, &route(196)), "the kernel's own change");
         assert!(

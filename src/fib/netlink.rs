@@ -1,85 +1,440 @@
 //! The only code that talks rtnetlink routes. It writes our routes into the kernel table
-//! (replace, never delete-then-add; IPv4 via IPv6 gateways as RTA_VIA; ECMP as
-//! RTA_MULTIPATH), pipelines requests without waiting for each acknowledgement, and dumps
-//! the table to adopt what a previous run left. Routes of other protocols are never touched:
-//! deletes carry our protocol number, which the kernel matches.
+//! (replace, never delete-then-add) and dumps the table to adopt what a previous run left.
+//! Routes of other protocols are never touched: deletes carry our protocol number, which the
+//! kernel matches.
+//!
+//! How it is fast: where the kernel has nexthop objects (Linux 5.3+, detected at start),
+//! every next hop (gateway and interface) is one object and every ECMP set a group of them
+//! (see [`super::nexthop`]); routes carry only the object's id, so `ip route` still shows
+//! `nhid N via inet6 ... dev ...`. When the last route using an object goes, the object is
+//! deleted, and the kernel takes every route still using it along in the same request: a
+//! lost session with 200,000 routes is one request. Route requests are encoded into one
+//! buffer per family and sent many per `sendmsg`, without asking for acknowledgements (the
+//! kernel reports failures anyway), IPv4 and IPv6 on their own sockets from two threads at
+//! once. rtnetlink handles requests synchronously in `sendmsg`, so once a buffer is sent its
+//! failures are already queued on the socket: nothing waits for a round trip.
+//!
+//! On kernels without nexthop objects, or for a next hop without an interface (which an
+//! object cannot express), routes carry their gateways themselves (RTA_GATEWAY, RTA_VIA for
+//! an IPv4 route via IPv6, RTA_MULTIPATH for ECMP), batched the same way.
+//!
+//! Failures come back as [`FibError`]s naming the operation; the daemon then dumps the table
+//! and reconciles. [`Fib::dump`] also rebuilds the books of objects and routes from what the
+//! kernel holds, so whatever happened underneath (ENOBUFS, objects deleted by hand), the next
+//! resync starts from the truth.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use ipnet::IpNet;
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
     RouteScope, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::AsyncSocket;
 
 use super::diff::FibOp;
+use super::nexthop::{self, Object, Objects, RouteObjects};
 use crate::rib::NextHop;
 
-/// Requests in flight before we wait for acknowledgements. Enough to keep the kernel busy,
-/// few enough that the acks fit in the socket's receive buffer.
-const MAX_IN_FLIGHT: usize = 2048;
-/// Receive buffer for acknowledgements and dumps.
-const RECV_BUFFER: usize = 8 << 20;
+/// Socket buffers: room for big batches one way and for many failures the other.
+const SOCKET_BUFFER: usize = 32 << 20;
+/// Bytes of requests per `sendmsg` (about 8,000 routes); smaller if the kernel gives us a
+/// smaller send buffer.
+const CHUNK: usize = 512 << 10;
 
-/// A request the kernel refused.
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+/// An entry of `installed` whose route has a delete pending until the next flush.
+const DELETING: u32 = u32::MAX;
+
+/// A request the kernel refused, or (`op: None`) failures we could not attribute: a lost
+/// batch, or failure reports lost to a full socket buffer (ENOBUFS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FibError {
-    pub op: FibOp,
+    pub op: Option<FibOp>,
     pub errno: i32,
 }
 
 impl std::fmt::Display for FibError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match &self.op {
-            FibOp::Replace { prefix, .. } => format!("replace {prefix}"),
-            FibOp::Delete { prefix } => format!("delete {prefix}"),
+            Some(FibOp::Replace { prefix, .. }) => format!("replace {prefix}"),
+            Some(FibOp::Delete { prefix }) => format!("delete {prefix}"),
+            None => "route changes".to_string(),
         };
         write!(f, "{what}: {}", io::Error::from_raw_os_error(self.errno))
     }
 }
 
-type Pending = Pin<Box<dyn Future<Output = Option<FibError>> + Send>>;
+/// How routes name their next hops.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Nexthop objects and groups, routes carry RTA_NH_ID.
+    NexthopObjects,
+    /// Gateways in each route (kernels before 5.3).
+    PlainRoutes,
+}
+
+/// A netlink socket with the requests waiting to go on it.
+struct Channel {
+    fd: OwnedFd,
+    out: Vec<u8>,
+    chunk: usize,
+    /// The netlink port the kernel gave the socket; it stamps it on the route events our
+    /// own requests cause.
+    port: u32,
+}
+
+/// Binds a netlink socket to a kernel-chosen port and returns that port.
+fn bind_port(fd: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: sockaddr_nl is plain old data; all zero is a valid value (port chosen by the
+    // kernel, no groups).
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let size = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: bind(2) and getsockname(2) with a pointer to and the size of our own
+    // sockaddr_nl.
+    unsafe {
+        if libc::bind(fd.as_raw_fd(), (&raw const address).cast(), size) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut length = size;
+        if libc::getsockname(fd.as_raw_fd(), (&raw mut address).cast(), &mut length) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(address.nl_pid)
+}
+
+impl Channel {
+    fn open() -> io::Result<Channel> {
+        // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        for (force, plain) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        ] {
+            if setsockopt(&fd, libc::SOL_SOCKET, force, SOCKET_BUFFER as libc::c_int).is_err() {
+                let _ = setsockopt(&fd, libc::SOL_SOCKET, plain, SOCKET_BUFFER as libc::c_int);
+            }
+        }
+        // The kernel's reason with each failure, where supported.
+        let _ = setsockopt(&fd, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1);
+        let sndbuf = getsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
+        let port = bind_port(&fd)?;
+        // The kernel refuses a message longer than the send buffer less some overhead.
+        let chunk = CHUNK.min((sndbuf as usize).saturating_sub(4096).max(16 << 10));
+        Ok(Channel {
+            fd,
+            out: Vec::with_capacity(chunk + 4096),
+            chunk,
+            port,
+        })
+    }
+
+    fn full(&self) -> bool {
+        self.out.len() >= self.chunk
+    }
+
+    /// Sends what is waiting; returns the failures the kernel reported for it, as raw
+    /// (errno, echoed request) pairs.
+    fn send(&mut self) -> Vec<(i32, Vec<u8>)> {
+        let mut failures = Vec::new();
+        if self.out.is_empty() {
+            return failures;
+        }
+        // SAFETY: sends from a buffer we own to the kernel (the default destination).
+        let sent = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                self.out.as_ptr().cast(),
+                self.out.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            failures.push((
+                io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                Vec::new(),
+            ));
+        }
+        self.out.clear();
+        if self.out.capacity() > 2 * self.chunk + 8192 {
+            self.out.shrink_to(self.chunk + 4096);
+        }
+        self.drain(&mut failures);
+        failures
+    }
+
+    /// Reads the failure reports already queued on the socket.
+    fn drain(&self, failures: &mut Vec<(i32, Vec<u8>)>) {
+        let mut buffer = vec![0u8; 256 << 10];
+        loop {
+            // SAFETY: receives into a buffer we own.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EAGAIN) => return,
+                    Some(libc::EINTR) => continue,
+                    // Reports were lost: say so, unattributed.
+                    errno => {
+                        failures.push((errno.unwrap_or(libc::EIO), Vec::new()));
+                        if errno != Some(libc::ENOBUFS) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            for (kind, payload) in messages(&buffer[..n as usize]) {
+                if kind == NLMSG_ERROR && payload.len() >= 4 {
+                    let code = i32::from_ne_bytes(payload[..4].try_into().unwrap());
+                    if code != 0 {
+                        failures.push((-code, payload[4..].to_vec()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one request and waits for its acknowledgement; returns its errno (0 = done).
+    fn request(&mut self, message: &[u8], failures: &mut Vec<(i32, Vec<u8>)>) -> io::Result<i32> {
+        self.drain(failures);
+        let mut with_ack = message.to_vec();
+        let flags = u16::from_ne_bytes([with_ack[6], with_ack[7]]) | 0x4; // NLM_F_ACK
+        with_ack[6..8].copy_from_slice(&flags.to_ne_bytes());
+        self.out = with_ack;
+        let seq = u32::from_ne_bytes(message[8..12].try_into().unwrap());
+        // SAFETY: as in `send`.
+        let sent = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                self.out.as_ptr().cast(),
+                self.out.len(),
+                0,
+            )
+        };
+        self.out.clear();
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut answer = None;
+        self.receive(|kind, payload| {
+            if kind == NLMSG_ERROR && payload.len() >= 20 {
+                let echoed = u32::from_ne_bytes(payload[12..16].try_into().unwrap());
+                if echoed == seq {
+                    answer = Some(-i32::from_ne_bytes(payload[..4].try_into().unwrap()));
+                    return true;
+                }
+            }
+            false
+        })?;
+        answer.ok_or_else(|| io::Error::other("no acknowledgement"))
+    }
+
+    /// Receives (waiting up to 10 s for each read) until `each` returns true.
+    fn receive(&self, mut each: impl FnMut(u16, &[u8]) -> bool) -> io::Result<()> {
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let mut poll = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: polls one descriptor we own.
+            let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+            if ready == 0 {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "netlink answer"));
+            }
+            // SAFETY: receives into a buffer we own.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                    _ => return Err(error),
+                }
+            }
+            for (kind, payload) in messages(&buffer[..n as usize]) {
+                if each(kind, payload) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sends a dump request and hands each answer to `each` until the dump is done.
+    fn dump(&mut self, request: &[u8], mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
+        // Reports of earlier requests would be mistaken for the dump's: a caller that
+        // dumps resynchronises anyway.
+        let mut earlier = Vec::new();
+        self.drain(&mut earlier);
+        // SAFETY: as in `send`.
+        let sent = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                request.as_ptr().cast(),
+                request.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut result = Ok(());
+        self.receive(|kind, payload| match kind {
+            NLMSG_DONE => true,
+            NLMSG_ERROR => {
+                let code = payload
+                    .get(..4)
+                    .map_or(0, |c| i32::from_ne_bytes(c.try_into().unwrap()));
+                if code != 0 {
+                    result = Err(io::Error::from_raw_os_error(-code));
+                }
+                true
+            }
+            _ => {
+                each(kind, payload);
+                false
+            }
+        })?;
+        result
+    }
+}
+
+fn setsockopt(fd: &OwnedFd, level: i32, option: i32, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: setsockopt with a c_int of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn getsockopt(fd: &OwnedFd, level: i32, option: i32) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a c_int we own, with its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+/// The netlink messages in `bytes`, as (type, payload after the header).
+fn messages(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if bytes.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes(bytes[..4].try_into().unwrap()) as usize;
+        if len < 16 || len > bytes.len() {
+            return None;
+        }
+        let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+        let payload = &bytes[16..len];
+        bytes = &bytes[len.next_multiple_of(4).min(bytes.len())..];
+        Some((kind, payload))
+    })
+}
 
 /// Writes one kernel table.
 pub struct Fib {
-    handle: rtnetlink::Handle,
     table: u32,
     protocol: u8,
-    /// Our socket's netlink port: route events our requests cause carry it.
-    port: u32,
-    in_flight: FuturesUnordered<Pending>,
+    mode: Mode,
+    v4: Channel,
+    v6: Channel,
+    objects: Objects,
+    /// With nexthop objects: the object each of our routes uses (0: a plain route;
+    /// `DELETING`: a delete waits for the next flush).
+    installed: RouteObjects,
+    /// Deletes held back until the flush, with the object the route used: if nothing
+    /// uses the object by then, deleting it removes the route.
+    deferred: Vec<(IpNet, u32)>,
+    seq: u32,
+    failures: Vec<FibError>,
     /// Counters for `show` and metrics.
     pub ops: u64,
     pub errors: u64,
 }
 
 impl Fib {
-    /// Opens a netlink connection for `table`, marking routes with `protocol`.
+    /// Opens the netlink sockets for `table`, marking routes with `protocol`, with nexthop
+    /// objects where the kernel has them.
     pub fn open(table: u32, protocol: u8) -> io::Result<Fib> {
-        let (mut connection, handle, _) = rtnetlink::new_connection()?;
-        let socket = connection.socket_mut().socket_mut();
-        socket.set_rx_buf_sz(RECV_BUFFER)?;
-        // Ask for the kernel's reason (extended ack); harmless where unsupported.
-        let _ = socket.set_ext_ack(true);
-        let port = socket.bind_auto()?.port_number();
-        tokio::spawn(connection);
+        let mut fib = Fib::open_with(table, protocol, Mode::NexthopObjects)?;
+        let mut request = Vec::new();
+        nexthop::encode_dump(&mut request, fib.next_seq());
+        if let Err(error) = fib.v6.dump(&request, |_, _| {}) {
+            tracing::info!(%error, "the kernel has no nexthop objects: installing plain routes");
+            fib.mode = Mode::PlainRoutes;
+        }
+        Ok(fib)
+    }
+
+    /// Opens the netlink sockets with the given mode, as it is (no detection).
+    pub fn open_with(table: u32, protocol: u8, mode: Mode) -> io::Result<Fib> {
         Ok(Fib {
-            handle,
             table,
             protocol,
-            port,
-            in_flight: FuturesUnordered::new(),
+            mode,
+            v4: Channel::open()?,
+            v6: Channel::open()?,
+            objects: Objects::new(),
+            installed: RouteObjects::default(),
+            deferred: Vec::new(),
+            seq: 0,
+            failures: Vec::new(),
             ops: 0,
             errors: 0,
         })
@@ -89,109 +444,126 @@ impl Fib {
         self.table
     }
 
-    /// The netlink port of our socket, which the kernel puts on the route events that our
-    /// own requests cause.
-    pub fn port(&self) -> u32 {
-        self.port
+    /// The netlink ports of our sockets, which the kernel puts on the route events that
+    /// our own requests cause.
+    pub fn ports(&self) -> [u32; 2] {
+        [self.v4.port, self.v6.port]
     }
 
-    /// Sends one operation; its acknowledgement is collected later by `flush` (or by a
-    /// later `apply` once too many are in flight). Returns errors collected meanwhile.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Nexthop objects we hold in the kernel.
+    pub fn objects(&self) -> usize {
+        self.objects.len()
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.seq
+    }
+
+    /// Queues one operation; requests go to the kernel in batches, the last of them at
+    /// `flush`. Returns failures collected meanwhile.
     pub async fn apply(&mut self, op: FibOp) -> Vec<FibError> {
-        let mut errors = Vec::new();
-        while self.in_flight.len() >= MAX_IN_FLIGHT {
-            if let Some(Some(e)) = self.in_flight.next().await {
-                errors.push(e);
-            }
-        }
-        let request = self.request(&op);
         self.ops += 1;
-        match self.handle.request(request) {
-            Ok(mut response) => self.in_flight.push(Box::pin(async move {
-                while let Some(message) = response.next().await {
-                    if let NetlinkPayload::Error(e) = message.payload
-                        && let Some(code) = e.code
-                    {
-                        return Some(FibError {
-                            op,
-                            errno: -code.get(),
-                        });
-                    }
-                }
-                None
-            })),
-            Err(_) => errors.push(FibError {
-                op,
-                errno: libc::ENOTCONN,
-            }),
+        match op {
+            FibOp::Replace { prefix, next_hops } => self.replace(prefix, &next_hops),
+            FibOp::Delete { prefix } => self.delete(prefix),
         }
-        self.errors += errors.len() as u64;
-        errors
+        if self.v4.full() || self.v6.full() {
+            self.send_batches();
+        }
+        self.take_failures()
     }
 
-    /// Waits for every acknowledgement still outstanding.
+    /// Sends everything queued, removes the objects no route uses any more, and returns
+    /// the failures.
     pub async fn flush(&mut self) -> Vec<FibError> {
-        let mut errors = Vec::new();
-        while let Some(result) = self.in_flight.next().await {
-            errors.extend(result);
+        for (prefix, object) in std::mem::take(&mut self.deferred) {
+            if self.installed.get(&prefix) != Some(DELETING) {
+                continue; // installed again since: the replace took care of it
+            }
+            self.installed.remove(&prefix);
+            if self.objects.users(object) > 0 {
+                self.encode_delete(prefix);
+            }
+            // Otherwise deleting the object below removes the route.
         }
-        self.errors += errors.len() as u64;
-        errors
-    }
-
-    /// Our routes currently in the table (other protocols' routes are skipped).
-    pub async fn dump(&mut self) -> io::Result<BTreeMap<IpNet, Vec<NextHop>>> {
-        let mut routes = BTreeMap::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut message = RouteMessage::default();
-            message.header.address_family = family;
-            let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(message));
-            request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-            let mut response = self
-                .handle
-                .request(request)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            while let Some(message) = response.next().await {
-                match message.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)) => {
-                        if let Some((prefix, next_hops)) = self.ours(&route) {
-                            routes.insert(prefix, next_hops);
-                        }
-                    }
-                    NetlinkPayload::Error(e) if e.code.is_some() => {
-                        return Err(io::Error::from_raw_os_error(-e.code.map_or(0, |c| c.get())));
-                    }
-                    _ => {}
+        self.installed.shrink();
+        self.send_batches();
+        let unused = self.objects.take_unused();
+        if !unused.is_empty() {
+            for id in unused {
+                let seq = self.next_seq();
+                nexthop::encode_delete(&mut self.v6.out, seq, id);
+                if self.v6.full() {
+                    self.send_batches();
                 }
             }
+            self.send_batches();
         }
-        Ok(routes)
+        self.take_failures()
     }
 
-    /// A dumped or monitored route, if it is one of ours in our table.
-    pub fn ours(&self, route: &RouteMessage) -> Option<(IpNet, Vec<NextHop>)> {
-        if u8::from(route.header.protocol) != self.protocol {
-            return None;
-        }
-        let table = route
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Table(t) => Some(*t),
-                _ => None,
-            })
-            .unwrap_or(u32::from(route.header.table));
-        if table != self.table {
-            return None;
-        }
-        parse_route(route)
+    fn take_failures(&mut self) -> Vec<FibError> {
+        self.errors += self.failures.len() as u64;
+        std::mem::take(&mut self.failures)
     }
 
-    fn request(&self, op: &FibOp) -> NetlinkMessage<RouteNetlinkMessage> {
-        let (prefix, next_hops) = match op {
-            FibOp::Replace { prefix, next_hops } => (prefix, next_hops.as_slice()),
-            FibOp::Delete { prefix } => (prefix, &[][..]),
+    fn replace(&mut self, prefix: IpNet, next_hops: &[NextHop]) {
+        let object = match self.mode {
+            Mode::NexthopObjects => self.object_for(&prefix, next_hops),
+            Mode::PlainRoutes => None,
         };
+        if self.mode == Mode::NexthopObjects {
+            if let Some(id) = object {
+                self.objects.hold(id);
+            }
+            let old = self.installed.insert(prefix, object.unwrap_or(0));
+            if let Some(old) = old.filter(|o| *o != 0 && *o != DELETING) {
+                self.objects.release(old);
+            }
+        }
+        let mut message = self.route_message(&prefix);
+        match object {
+            Some(id) => message.attributes.push(RouteAttribute::NhId(id)),
+            None => add_next_hops(&mut message, &prefix, next_hops),
+        }
+        self.encode(
+            &prefix,
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+        );
+    }
+
+    fn delete(&mut self, prefix: IpNet) {
+        match self.installed.get(&prefix) {
+            Some(DELETING) => {}
+            Some(id) if id != 0 => {
+                self.objects.release(id);
+                self.installed.insert(prefix, DELETING);
+                self.deferred.push((prefix, id));
+            }
+            Some(_) => {
+                self.installed.remove(&prefix);
+                self.encode_delete(prefix);
+            }
+            None => self.encode_delete(prefix),
+        }
+    }
+
+    fn encode_delete(&mut self, prefix: IpNet) {
+        let message = self.route_message(&prefix);
+        self.encode(
+            &prefix,
+            RouteNetlinkMessage::DelRoute(message),
+            NLM_F_REQUEST,
+        );
+    }
+
+    fn route_message(&self, prefix: &IpNet) -> RouteMessage {
         let mut message = RouteMessage::default();
         message.header = RouteHeader {
             address_family: match prefix {
@@ -211,34 +583,265 @@ impl Fib {
             .push(RouteAttribute::Destination(RouteAddress::from(
                 prefix.network(),
             )));
-        match next_hops {
-            [] => {}
-            [one] => message.attributes.extend(next_hop_attributes(prefix, one)),
-            many => message.attributes.push(RouteAttribute::MultiPath(
-                many.iter()
-                    .map(|nh| {
-                        let mut hop = RouteNextHop::default();
-                        hop.interface_index = nh.ifindex.unwrap_or(0);
-                        hop.attributes =
-                            gateway_attribute(prefix, nh.gateway).into_iter().collect();
-                        hop
-                    })
-                    .collect(),
-            )),
-        }
-        let (payload, flags) = match op {
-            FibOp::Replace { .. } => (
-                RouteNetlinkMessage::NewRoute(message),
-                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-            ),
-            FibOp::Delete { .. } => (
-                RouteNetlinkMessage::DelRoute(message),
-                NLM_F_REQUEST | NLM_F_ACK,
-            ),
-        };
+        message
+    }
+
+    fn encode(&mut self, prefix: &IpNet, payload: RouteNetlinkMessage, flags: u16) {
+        let seq = self.next_seq();
         let mut request = NetlinkMessage::from(payload);
         request.header.flags = flags;
-        request
+        request.header.sequence_number = seq;
+        request.finalize();
+        let out = match prefix {
+            IpNet::V4(_) => &mut self.v4.out,
+            IpNet::V6(_) => &mut self.v6.out,
+        };
+        let start = out.len();
+        out.resize(start + request.buffer_len(), 0);
+        request.serialize(&mut out[start..]);
+    }
+
+    /// The object for `next_hops` as the route to `prefix` would use it, created if need
+    /// be; `None` where the route must carry its gateways itself.
+    fn object_for(&mut self, prefix: &IpNet, next_hops: &[NextHop]) -> Option<u32> {
+        let usable = |h: &NextHop| {
+            nexthop::objectable(h) && (prefix.addr().is_ipv4() || h.gateway.is_ipv6())
+        };
+        if next_hops.is_empty() || !next_hops.iter().all(usable) {
+            return None;
+        }
+        let mut members = Vec::with_capacity(next_hops.len());
+        for hop in next_hops {
+            members.push(self.object(Object::Single(*hop))?);
+        }
+        if members.len() == 1 {
+            return Some(members[0]);
+        }
+        members.sort_unstable();
+        members.dedup();
+        self.object(Object::Group(members))
+    }
+
+    /// The id of `object`, created in the kernel now if we do not have it.
+    fn object(&mut self, object: Object) -> Option<u32> {
+        if let Some(id) = self.objects.id_of(&object) {
+            return Some(id);
+        }
+        // Objects must exist before routes name them: send what is queued first, so
+        // that failures keep their order, then create this one and wait for the answer.
+        self.send_batches();
+        for _ in 0..64 {
+            let id = self.objects.fresh_id();
+            let mut message = Vec::new();
+            let seq = self.next_seq();
+            nexthop::encode_new(&mut message, seq, id, self.protocol, &object);
+            let mut earlier = Vec::new();
+            let answer = self.v6.request(&message, &mut earlier);
+            self.record(earlier);
+            match answer {
+                Ok(0) => {
+                    self.objects.insert(id, object);
+                    return Some(id);
+                }
+                // Someone else's object has this id: take the next.
+                Ok(libc::EEXIST) => continue,
+                Ok(errno) => {
+                    tracing::debug!(?object, error = %io::Error::from_raw_os_error(errno), "nexthop object refused: plain route instead");
+                    return None;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "nexthop object request failed: plain route instead");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends both families' queued requests, in parallel when both have some.
+    fn send_batches(&mut self) {
+        let (v4, v6) = if !self.v4.out.is_empty() && !self.v6.out.is_empty() {
+            let (v4, v6) = (&mut self.v4, &mut self.v6);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| v4.send());
+                let mine = v6.send();
+                (other.join().unwrap_or_default(), mine)
+            })
+        } else {
+            (self.v4.send(), self.v6.send())
+        };
+        self.record(v4);
+        self.record(v6);
+    }
+
+    fn record(&mut self, failures: Vec<(i32, Vec<u8>)>) {
+        for (errno, echoed) in failures {
+            let op = self.failed_op(&echoed);
+            self.failures.push(FibError { op, errno });
+        }
+    }
+
+    /// Sets both sockets' receive buffers (where failure reports queue up), in bytes.
+    pub fn set_receive_buffer(&mut self, bytes: usize) -> io::Result<()> {
+        for channel in [&self.v4, &self.v6] {
+            let size = bytes.min(i32::MAX as usize) as libc::c_int;
+            if setsockopt(&channel.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+                setsockopt(&channel.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The operation of a refused request, from the request the kernel echoed back.
+    fn failed_op(&self, echoed: &[u8]) -> Option<FibOp> {
+        let (kind, payload) = messages(echoed).next()?;
+        let route = netlink_packet_core::Parseable::<[u8]>::parse(payload).ok()?;
+        let route: RouteMessage = route;
+        let (prefix, mut next_hops) = parse_route(&route)?;
+        match kind {
+            RTM_NEWROUTE => {
+                if let Some(id) = route.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::NhId(id) => Some(*id),
+                    _ => None,
+                }) {
+                    next_hops = self.objects.next_hops(id);
+                }
+                Some(FibOp::Replace { prefix, next_hops })
+            }
+            RTM_DELROUTE => Some(FibOp::Delete { prefix }),
+            _ => None,
+        }
+    }
+
+    /// Our routes currently in the table (other protocols' routes are skipped). Also
+    /// rebuilds the books of objects and of which route uses which from the kernel, and
+    /// removes our objects no route uses.
+    pub async fn dump(&mut self) -> io::Result<BTreeMap<IpNet, Vec<NextHop>>> {
+        self.send_batches();
+        let mut lost = self.take_failures();
+        self.deferred.clear();
+        self.installed.clear();
+        self.objects.clear();
+        if self.mode == Mode::NexthopObjects {
+            let mut request = Vec::new();
+            nexthop::encode_dump(&mut request, self.next_seq());
+            let protocol = self.protocol;
+            let mut found = Vec::new();
+            self.v6.dump(&request, |_, payload| {
+                if let Some((id, p, Some(object))) = nexthop::parse(payload)
+                    && p == protocol
+                {
+                    found.push((id, object));
+                }
+            })?;
+            // Members before their groups.
+            found.sort_by_key(|(_, o)| matches!(o, Object::Group(_)));
+            for (id, object) in found {
+                self.objects.insert(id, object);
+            }
+        }
+        let mut routes = BTreeMap::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut message = RouteMessage::default();
+            message.header.address_family = family;
+            let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(message));
+            request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            request.header.sequence_number = self.next_seq();
+            request.finalize();
+            let mut bytes = vec![0; request.buffer_len()];
+            request.serialize(&mut bytes);
+            let mut uses = Vec::new();
+            let (table, protocol) = (self.table, self.protocol);
+            let channel = match family {
+                AddressFamily::Inet => &mut self.v4,
+                _ => &mut self.v6,
+            };
+            channel.dump(&bytes, |kind, payload| {
+                if kind != RTM_NEWROUTE {
+                    return;
+                }
+                let Ok(route) =
+                    <RouteMessage as netlink_packet_core::Parseable<[u8]>>::parse(payload)
+                else {
+                    return;
+                };
+                if let Some((prefix, next_hops)) = ours(table, protocol, &route) {
+                    let id = route.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::NhId(id) => Some(*id),
+                        _ => None,
+                    });
+                    uses.push((prefix, id));
+                    routes
+                        .entry(prefix)
+                        .or_insert_with(Vec::new)
+                        .extend(next_hops);
+                }
+            })?;
+            if self.mode == Mode::NexthopObjects {
+                for (prefix, id) in uses {
+                    let id = id.filter(|id| self.objects.get(*id).is_some());
+                    if let Some(id) = id {
+                        self.objects.hold(id);
+                    }
+                    self.installed.insert(prefix, id.unwrap_or(0));
+                }
+            }
+        }
+        for next_hops in routes.values_mut() {
+            next_hops.sort_unstable();
+            next_hops.dedup();
+        }
+        // Objects of ours that no route uses (left by a crash, or emptied underneath).
+        lost.extend(self.flush().await);
+        if let Some(error) = lost.first() {
+            tracing::debug!(%error, "failures before the dump");
+        }
+        Ok(routes)
+    }
+
+    /// A dumped or monitored route, if it is one of ours in our table.
+    pub fn ours(&self, route: &RouteMessage) -> Option<(IpNet, Vec<NextHop>)> {
+        ours(self.table, self.protocol, route)
+    }
+}
+
+/// `route`, if it has `protocol` and is in `table`.
+fn ours(table_id: u32, protocol: u8, route: &RouteMessage) -> Option<(IpNet, Vec<NextHop>)> {
+    {
+        if u8::from(route.header.protocol) != protocol {
+            return None;
+        }
+        let table = route
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(u32::from(route.header.table));
+        if table != table_id {
+            return None;
+        }
+        parse_route(route)
+    }
+}
+
+/// The gateways of a plain route: one as RTA_GATEWAY/RTA_VIA and RTA_OIF, several as
+/// RTA_MULTIPATH.
+fn add_next_hops(message: &mut RouteMessage, prefix: &IpNet, next_hops: &[NextHop]) {
+    match next_hops {
+        [] => {}
+        [one] => message.attributes.extend(next_hop_attributes(prefix, one)),
+        many => message.attributes.push(RouteAttribute::MultiPath(
+            many.iter()
+                .map(|nh| {
+                    let mut hop = RouteNextHop::default();
+                    hop.interface_index = nh.ifindex.unwrap_or(0);
+                    hop.attributes = gateway_attribute(prefix, nh.gateway).into_iter().collect();
+                    hop
+                })
+                .collect(),
+        )),
     }
 }
 
@@ -278,7 +881,8 @@ fn gateway_of(attributes: &[RouteAttribute]) -> Option<IpAddr> {
     })
 }
 
-/// A kernel route as prefix and next hops (sorted, as the RIB keeps them).
+/// A kernel route as prefix and next hops (sorted, as the RIB keeps them). Routes using
+/// nexthop objects are dumped with their gateways spelled out, so they parse the same.
 fn parse_route(route: &RouteMessage) -> Option<(IpNet, Vec<NextHop>)> {
     let length = route.header.destination_prefix_length;
     let destination = route
@@ -323,4 +927,37 @@ fn parse_route(route: &RouteMessage) -> Option<(IpNet, Vec<NextHop>)> {
     };
     next_hops.sort();
     Some((prefix, next_hops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_split_at_their_aligned_lengths() {
+        let mut bytes = Vec::new();
+        let a = nexthop::header(&mut bytes, 2, 0, 1);
+        bytes.extend_from_slice(&[1, 2, 3]);
+        nexthop::finish(&mut bytes, a);
+        bytes.push(0); // padding
+        let b = nexthop::header(&mut bytes, 3, 0, 2);
+        nexthop::finish(&mut bytes, b);
+        let got: Vec<(u16, Vec<u8>)> = messages(&bytes).map(|(k, p)| (k, p.to_vec())).collect();
+        assert_eq!(got, vec![(2, vec![1, 2, 3]), (3, vec![])]);
+    }
+
+    #[test]
+    fn a_failure_names_the_operation_or_says_it_could_not() {
+        let prefix: IpNet = "10.0.0.0/26".parse().unwrap();
+        let error = FibError {
+            op: Some(FibOp::Delete { prefix }),
+            errno: libc::ESRCH,
+        };
+        assert!(error.to_string().starts_with("delete 10.0.0.0/26: "));
+        let lost = FibError {
+            op: None,
+            errno: libc::ENOBUFS,
+        };
+        assert!(lost.to_string().starts_with("route changes: "));
+    }
 }
