@@ -514,6 +514,8 @@ in
           ExecStart = "${cfg.package}/bin/cilium-peer run --config ${configPath}";
           Restart = "on-failure";
           RestartSec = "2s";
+          # The event loop itself sends WATCHDOG=1 every 15 s; a stuck loop is restarted.
+          WatchdogSec = "30s";
 
           # stop (systemctl stop, shutdown, module removed): SIGTERM, the daemon sends final
           # RAs with router lifetime 0 so guests drop it as their default router.

@@ -29,7 +29,15 @@ pub struct Config {
     pub bridges: BTreeMap<String, Bridge>,
     pub neighbors: Vec<NeighborGroup>,
     pub control_socket: PathBuf,
+    /// Group that owns the control socket (mode 0660), so its members may run `show`.
+    pub control_socket_group: Option<String>,
+    /// Where Prometheus scrapes `/metrics` (HTTP); off when `None`.
+    pub metrics: Option<SocketAddr>,
+    /// Connection admission limits (see `bgp::admission`).
+    pub limits: Limits,
 }
+
+pub use crate::bgp::admission::Limits;
 
 /// A socket address to accept BGP on; a link-local one names its interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +152,49 @@ struct RawConfig {
     neighbors: Vec<RawNeighbor>,
     #[serde(default)]
     control_socket: Option<PathBuf>,
+    #[serde(default)]
+    control_socket_group: Option<String>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_max_half_open")]
+    max_half_open: usize,
+    #[serde(default = "default_source_burst")]
+    source_burst: u32,
+    #[serde(default = "default_source_per_minute")]
+    source_per_minute: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_half_open: default_max_half_open(),
+            source_burst: default_source_burst(),
+            source_per_minute: default_source_per_minute(),
+        }
+    }
+}
+
+fn default_max_half_open() -> usize {
+    Limits::default().max_half_open
+}
+fn default_source_burst() -> u32 {
+    Limits::default().source_burst
+}
+fn default_source_per_minute() -> u32 {
+    Limits::default().source_per_minute
 }
 
 #[derive(Deserialize)]
@@ -498,6 +549,34 @@ impl Validator {
             );
         }
 
+        let metrics = raw.metrics.and_then(|m| {
+            let addr = m.listen.parse::<SocketAddr>().ok();
+            if addr.is_none() {
+                self.error(
+                    "metrics.listen",
+                    format!(
+                        "{:?} is not a socket address (\"[::1]:9179\", \"192.0.2.1:9179\")",
+                        m.listen
+                    ),
+                );
+            }
+            addr
+        });
+        let limits = Limits {
+            max_half_open: raw.limits.max_half_open,
+            source_burst: raw.limits.source_burst,
+            source_per_minute: raw.limits.source_per_minute,
+        };
+        for (key, value) in [
+            ("max_half_open", limits.max_half_open as u64),
+            ("source_burst", u64::from(limits.source_burst)),
+            ("source_per_minute", u64::from(limits.source_per_minute)),
+        ] {
+            if value == 0 {
+                self.error(format!("limits.{key}"), "0 would refuse every connection");
+            }
+        }
+
         Config {
             router_id,
             asn: raw.asn,
@@ -506,6 +585,9 @@ impl Validator {
             bridges,
             neighbors,
             control_socket,
+            control_socket_group: raw.control_socket_group,
+            metrics,
+            limits,
         }
     }
 }
@@ -577,6 +659,50 @@ mod tests {
         assert_eq!(c.kernel.protocol, DEFAULT_KERNEL_PROTOCOL);
         assert_eq!(c.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
         assert!(c.bridges.is_empty() && c.neighbors.is_empty());
+        assert_eq!(c.metrics, None);
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn a_metrics_listen_address_is_parsed_and_a_bad_one_named() {
+        let c = Config::parse(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "metrics": { "listen": "[::1]:9179" } }"#,
+        )
+        .unwrap();
+        assert_eq!(c.metrics, Some("[::1]:9179".parse().unwrap()));
+        let e = errors(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "metrics": { "listen": "9179" } }"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                r#"metrics.listen: "9179" is not a socket address ("[::1]:9179", "192.0.2.1:9179")"#
+            ]
+        );
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_zero_is_refused() {
+        let c = Config::parse(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100,
+                 "limits": { "max_half_open": 8, "source_burst": 3 } }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_half_open: 8,
+                source_burst: 3,
+                source_per_minute: Limits::default().source_per_minute,
+            }
+        );
+        let e = errors(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "limits": { "source_per_minute": 0 } }"#,
+        );
+        assert_eq!(
+            e,
+            vec!["limits.source_per_minute: 0 would refuse every connection"]
+        );
     }
 
     #[test]

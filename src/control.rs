@@ -33,10 +33,11 @@ impl Request {
     }
 }
 
-/// Binds the socket (replacing a stale one) and serves it in the background; each request
-/// goes to `daemon` with a channel for the answer.
+/// Binds the socket (replacing a stale one; mode 0660, owned by `group` when given) and
+/// serves it in the background; each request goes to `daemon` with a channel for the answer.
 pub fn serve(
     path: &Path,
+    group: Option<&str>,
     daemon: mpsc::Sender<(Request, oneshot::Sender<Value>)>,
 ) -> io::Result<()> {
     if let Some(dir) = path.parent() {
@@ -48,6 +49,12 @@ pub fn serve(
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(name) = group {
+        let group = nix::unistd::Group::from_name(name)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| io::Error::other(format!("no group {name:?}")))?;
+        nix::unistd::chown(path, None, Some(group.gid)).map_err(io::Error::from)?;
+    }
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -170,18 +177,30 @@ pub fn render(what: &str, answer: &Value) -> String {
                 .collect(),
         ),
         _ => (
-            vec!["Bridge", "Ifindex", "Prefixes", "RA"],
+            vec![
+                "Bridge",
+                "Ifindex",
+                "Prefixes",
+                "RA",
+                "Source",
+                "RAs sent",
+                "RSs received",
+            ],
             rows.iter()
                 .map(|r| {
                     let prefixes = r["prefixes"]
                         .as_array()
                         .map(|p| p.iter().map(text).collect::<Vec<_>>().join(" "))
                         .unwrap_or_default();
+                    let ra = &r["ra"];
                     vec![
                         text(&r["name"]),
                         text(&r["ifindex"]),
                         prefixes,
-                        text(&r["ra"]),
+                        text(&ra["state"]),
+                        text(&ra["link_local"]),
+                        text(&ra["ras_sent"]),
+                        text(&ra["rs_received"]),
                     ]
                 })
                 .collect(),
@@ -258,6 +277,42 @@ mod tests {
             render("routes", &answer),
             "Prefix           Next hops\n198.51.100.7/32  via 2001:db8:1::11 dev vmbr-dev, via 2001:db8:1::12 dev vmbr-dev\n"
         );
+    }
+
+    #[test]
+    fn bridges_show_their_router_advertisement_state() {
+        let answer = serde_json::json!([
+            { "name": "vmbr-dev", "ifindex": 4, "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"],
+              "ra": { "state": "advertising", "link_local": "fe80::1", "ras_sent": 3, "rs_received": 1 } },
+            { "name": "vmbr-lab", "ifindex": null, "prefixes": [], "ra": null }
+        ]);
+        assert_eq!(
+            render("bridges", &answer),
+            "Bridge    Ifindex  Prefixes                      RA           Source   RAs sent  RSs received\n\
+             vmbr-dev  4        192.0.2.0/24 2001:db8:1::/64  advertising  fe80::1  3         1\n\
+             vmbr-lab  -                                      -            -        -         -\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_mode_0660_and_owned_by_the_configured_group() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP: chown to another group needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("cilium-peer-control-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let (tx, _rx) = mpsc::channel(1);
+        serve(&path, Some("nogroup"), tx).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o660);
+        let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+        assert_eq!(meta.gid(), nogroup.gid.as_raw());
+        let (tx, _rx) = mpsc::channel(1);
+        let error = serve(&dir.join("other.sock"), Some("no-such-group-here"), tx).unwrap_err();
+        assert!(error.to_string().contains("no-such-group-here"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The daemon's wiring and its one event loop. It owns the config, the RIB and the FIB,
 //! turns accepted connections into sessions (or refuses them), merges the sessions' route
 //! batches, keeps a dropped graceful-restart peer's routes as stale, adopts the routes a
-//! previous run left in the kernel, and handles signals, sd-notify and the control socket.
+//! previous run left in the kernel, puts back what others change in its table, and handles
+//! signals, sd-notify (with the watchdog), the control socket and metrics scrapes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -14,16 +16,20 @@ use sd_notify::NotifyState;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::bgp::admission::{Admission, Admitter};
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
 use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
 use crate::bgp::wire::{Family, Notification};
 use crate::config::{Config, NeighborGroup};
 use crate::control;
+use crate::fib::adopted::Adopted;
 use crate::fib::diff::{FibOp, reconcile};
-use crate::fib::netlink::Fib;
+use crate::fib::monitor::{self, KernelEvent};
+use crate::fib::netlink::{Fib, FibError};
+use crate::metrics;
 use crate::policy::{PeerLink, Rejection};
 use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
@@ -82,6 +88,8 @@ struct Peer {
     gateways: HashSet<IpAddr>,
     rejected: BTreeMap<Rejection, u64>,
     updates: u64,
+    /// Prefixes announced in its UPDATEs, accepted or not.
+    announced: u64,
 }
 
 impl Peer {
@@ -104,33 +112,75 @@ struct Daemon {
     conns: HashMap<ConnId, IpAddr>,
     next_conn: ConnId,
     next_peer_id: PeerId,
-    /// Our routes found in the kernel at start that no peer has re-announced yet.
-    adopted: BTreeMap<IpNet, Vec<NextHop>>,
+    /// Next hops of our routes found in the kernel at start whose peers have not yet sent
+    /// End-of-RIB.
+    adopted: Adopted,
     adopt_deadline: Option<Instant>,
     events: mpsc::Receiver<PeerEvent>,
     events_tx: mpsc::Sender<PeerEvent>,
     accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
     control: mpsc::Receiver<(control::Request, oneshot::Sender<Value>)>,
+    /// Route and link events from the kernel, and what they are filtered by.
+    kernel: mpsc::Receiver<KernelEvent>,
+    kernel_filter: watch::Sender<monitor::Filter>,
+    /// Routes of ours put back after someone else changed them; the current minute of
+    /// repair log lines and how many it had.
+    repairs: u64,
+    repair_log: (Instant, u32),
     refused_log: Option<Instant>,
     refused: u64,
+    /// Prometheus scrapes, and the HTTP responder behind them (when `metrics` is set).
+    metrics: mpsc::Receiver<oneshot::Sender<String>>,
+    metrics_tx: mpsc::Sender<oneshot::Sender<String>>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
+    /// SIGHUPs applied and refused, whether the last one was applied; resyncs done.
+    reloads: (u64, u64),
+    last_reload_ok: bool,
+    resyncs: u64,
     resync_needed: bool,
+    /// When to try a resynchronisation the kernel refused again, and how long the last
+    /// wait was.
+    resync_retry: Option<Instant>,
+    resync_backoff: Duration,
     /// Route changes waiting for the event loop to be idle.
     queue: Vec<FibOp>,
     started: Instant,
     last_status: Option<Instant>,
+    /// systemd's watchdog: how often to send WATCHDOG=1 (half of WatchdogSec), and when next.
+    watchdog: Option<(Duration, Instant)>,
     /// Router advertisements on the bridges.
     ra: ra::RaHandle,
+    /// Per-source connect rates and the cap on sessions not yet Established.
+    admission: Admitter,
+    /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
+    security: watch::Sender<Arc<listener::Security>>,
 }
 
 impl Daemon {
     async fn start(path: PathBuf, config: Config) -> Result<Daemon, String> {
         let started = Instant::now();
+        // The TCP-MD5 keys, read before anything else is touched.
+        let transport = listener::Security::load(&config)?;
         let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
             .map_err(|e| format!("netlink: {e}"))?;
-        let adopted = fib
+        // Listen before reading the table, so that no change in between goes unseen.
+        let (kernel_filter, filter) = watch::channel(monitor::Filter {
+            protocol: config.kernel.protocol,
+            own_ports: fib.ports(),
+        });
+        let (kernel_tx, kernel) = mpsc::channel(1024);
+        monitor::spawn(filter, kernel_tx).map_err(|e| format!("netlink monitor: {e}"))?;
+        let dumped = fib
             .dump()
             .await
             .map_err(|e| format!("reading kernel table {}: {e}", config.kernel.table))?;
+        // A route of ours without a gateway is none that we install: it goes.
+        let queue: Vec<FibOp> = dumped
+            .iter()
+            .filter(|(_, hops)| hops.is_empty())
+            .map(|(prefix, _)| FibOp::Delete { prefix: *prefix })
+            .collect();
+        let adopted = Adopted::new(dumped);
         if !adopted.is_empty() {
             tracing::info!(
                 routes = adopted.len(),
@@ -141,25 +191,38 @@ impl Daemon {
         }
 
         let (accepted_tx, accepted) = mpsc::channel(256);
+        let (security, security_rx) = watch::channel(Arc::new(transport));
         for listen in &config.listen {
             let listen = listen.clone();
-            // Bind now where we can, so that READY=1 means listening.
-            match listener::bind(&listen) {
+            // Bind now where we can, so that READY=1 means listening (keys in place).
+            let bound = match listener::bind(&listen, &security_rx.borrow()) {
                 Ok(l) => {
                     tracing::info!(%listen, "listening for BGP");
-                    tokio::spawn(accept_loop(l, accepted_tx.clone()));
+                    Some(l)
                 }
                 Err(error) => {
                     tracing::warn!(%listen, %error, "cannot listen yet; will retry");
-                    tokio::spawn(listener::serve(listen, accepted_tx.clone()));
+                    None
                 }
-            }
+            };
+            tokio::spawn(listener::serve(
+                listen,
+                bound,
+                security_rx.clone(),
+                accepted_tx.clone(),
+            ));
         }
         let (control_tx, control) = mpsc::channel(16);
-        control::serve(&config.control_socket, control_tx)
-            .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
+        control::serve(
+            &config.control_socket,
+            config.control_socket_group.as_deref(),
+            control_tx,
+        )
+        .map_err(|e| format!("control socket {}: {e}", config.control_socket.display()))?;
 
         let ra = ra::spawn(ra_bridges(&config));
+        let (metrics_tx, metrics) = mpsc::channel(16);
+        let metrics_server = serve_metrics(config.metrics, &metrics_tx);
         let (events_tx, events) = mpsc::channel(1024);
         let adopt_deadline = (!adopted.is_empty())
             .then(|| started + Duration::from_secs(config.kernel.adopt_grace_s));
@@ -177,13 +240,28 @@ impl Daemon {
             events_tx,
             accepted,
             control,
+            kernel,
+            kernel_filter,
+            repairs: 0,
+            repair_log: (started, 0),
             refused_log: None,
             refused: 0,
+            metrics,
+            metrics_tx,
+            metrics_server,
+            reloads: (0, 0),
+            last_reload_ok: true,
+            resyncs: 0,
             resync_needed: false,
-            queue: Vec::new(),
+            resync_retry: None,
+            resync_backoff: Duration::ZERO,
+            queue,
             started,
             last_status: None,
+            watchdog: sd_notify::watchdog_enabled().map(|timeout| (timeout / 2, started)),
             ra,
+            admission: Admitter::new(config.limits),
+            security,
             config,
         })
     }
@@ -201,6 +279,12 @@ impl Daemon {
             startup_ms = self.started.elapsed().as_millis() as u64,
             "ready"
         );
+        if let Some((interval, _)) = self.watchdog {
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                "systemd watchdog on: WATCHDOG=1 from the event loop"
+            );
+        }
         let mode = loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -208,6 +292,10 @@ impl Daemon {
                 Some(event) = self.events.recv() => self.on_peer_event(event).await,
                 Some((request, reply)) = self.control.recv() => {
                     let _ = reply.send(self.answer(&request));
+                }
+                Some(event) = self.kernel.recv() => self.on_kernel_event(event),
+                Some(reply) = self.metrics.recv() => {
+                    let _ = reply.send(metrics::render(&self.metrics_snapshot()));
                 }
                 () = sleep_until(deadline) => self.on_timer().await,
                 _ = sighup.recv() => self.reload().await,
@@ -221,6 +309,7 @@ impl Daemon {
                 self.flush_fib().await;
                 self.notify_status();
             }
+            self.pet_watchdog();
         };
         self.shutdown(mode).await;
         Ok(())
@@ -231,15 +320,37 @@ impl Daemon {
             .values()
             .filter_map(|p| p.stale_until)
             .chain(self.adopt_deadline)
+            .chain(self.resync_retry)
+            .chain(self.watchdog.map(|(_, next)| next))
             .min()
     }
 
     fn on_accept(&mut self, stream: TcpStream, remote: SocketAddr) {
         let address = canonical(remote.ip());
         let Some(group) = self.config.neighbor_group_of(address).cloned() else {
-            self.refuse(address);
+            self.refuse(
+                address,
+                "connection from outside every neighbor range: closed",
+            );
             return;
         };
+        let half_open = self
+            .peers
+            .values()
+            .filter(|p| p.conn.is_some() && p.negotiated.is_none())
+            .map(|p| (p.address, p.since));
+        match self.admission.admit(Instant::now(), address, half_open) {
+            Admission::Admit => {}
+            Admission::AdmitEvicting(stalled) => self.evict(stalled),
+            Admission::Refuse(why) => {
+                self.refuse(address, &why.to_string());
+                return;
+            }
+        }
+        if let Err(why) = listener::secure_accepted(&stream, group.ttl_security) {
+            self.refuse(address, &why);
+            return;
+        }
         let scope = match remote {
             SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => Some(v6.scope_id()),
             _ => None,
@@ -298,6 +409,8 @@ impl Daemon {
                 hold_time: group.hold_time,
                 graceful_restart: group.graceful_restart,
                 forwarding_preserved: self.config.kernel.persist,
+                // RFC 4724 4.1: we restarted, and still hold routes of the previous run.
+                restarting: self.adopt_deadline.is_some(),
             },
             import: group.import.clone(),
             bridge_prefixes: self.bridge_prefixes(),
@@ -319,6 +432,7 @@ impl Daemon {
             gateways: HashSet::new(),
             rejected: BTreeMap::new(),
             updates: 0,
+            announced: 0,
         });
         peer.conn = Some(conn);
         peer.commands = Some(commands_tx);
@@ -334,17 +448,39 @@ impl Daemon {
         ));
     }
 
-    /// A connection from outside every range: closed, and logged at most every 10 s.
-    fn refuse(&mut self, address: IpAddr) {
+    /// A connection that gets no session: closed, and logged at most every 10 s.
+    fn refuse(&mut self, address: IpAddr, why: &str) {
         self.refused += 1;
         let now = Instant::now();
         if self
             .refused_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
         {
-            tracing::warn!(%address, refused_total = self.refused, "connection from outside every neighbor range: closed");
+            tracing::warn!(%address, refused_total = self.refused, "{why}");
             self.refused_log = Some(now);
         }
+    }
+
+    /// Closes a session that has not finished OPEN, to give its slot to a new connection.
+    fn evict(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(conn) = peer.conn.take() else {
+            return;
+        };
+        if let Some(commands) = peer.commands.take() {
+            let _ = commands.send(PeerCommand::Close {
+                subcode: Notification::CEASE_OUT_OF_RESOURCES,
+                keep_routes: true,
+            });
+        }
+        self.conns.remove(&conn);
+        self.refuse(
+            address,
+            "closed a session that had not finished OPEN to make room (limits.max_half_open)",
+        );
+        self.forget_if_idle(address);
     }
 
     fn free_name(&self, prefix: &str) -> String {
@@ -496,6 +632,7 @@ impl Daemon {
             return;
         };
         peer.updates += 1;
+        peer.announced += (batch.announce.len() + batch.rejected.len()) as u64;
         for (_, why) in &batch.rejected {
             *peer.rejected.entry(*why).or_default() += 1;
         }
@@ -586,29 +723,25 @@ impl Daemon {
             }
             self.forget_if_idle(address);
         }
+        if self.resync_retry.is_some_and(|t| t <= now) {
+            self.resync_retry = None;
+            self.resync_needed = true;
+        }
         if self.adopt_deadline.is_some_and(|t| t <= now) {
             self.adopt_deadline = None;
-            let leftover: Vec<IpNet> = self.adopted.keys().copied().collect();
+            let leftover = self.adopted.expire();
             if !leftover.is_empty() {
                 tracing::info!(
                     routes = leftover.len(),
                     "adopted routes not re-announced within the grace time: removing"
                 );
             }
-            self.adopted.clear();
-            let changes = leftover
-                .into_iter()
-                .map(|prefix| FibChange {
-                    prefix,
-                    next_hops: Vec::new(),
-                })
-                .collect();
-            self.pending_changes(changes);
+            self.refresh(leftover);
         }
     }
 
-    /// An adopted route goes once every peer whose next hops it used has sent End-of-RIB
-    /// for its family without re-announcing it.
+    /// The adopted next hops of every peer that has sent End-of-RIB for `afi` go: what
+    /// the peer still wants, it has announced again by now.
     fn drop_adopted_after_end_of_rib(&mut self, afi: Afi) {
         if self.adopted.is_empty() {
             return;
@@ -620,29 +753,35 @@ impl Daemon {
             .filter(|p| p.end_of_rib.contains(&family))
             .flat_map(|p| p.gateways.iter().copied().chain([p.address]))
             .collect();
-        let gone: Vec<IpNet> = self
-            .adopted
-            .iter()
-            .filter(|(prefix, hops)| {
-                family_afi_of(prefix) == afi && hops.iter().all(|h| done.contains(&h.gateway))
+        let changed = self.adopted.end_of_rib(afi, &done);
+        if !changed.is_empty() {
+            tracing::info!(
+                ?afi,
+                routes = changed.len(),
+                left = self.adopted.len(),
+                "End-of-RIB: adopted next hops released"
+            );
+        }
+        self.refresh(changed);
+        if self.adopted.is_empty() && self.adopt_deadline.take().is_some() {
+            tracing::info!("every adopted route is confirmed or gone");
+        }
+    }
+
+    /// Queues what the kernel should now hold for `prefixes` (RIB and adopted next hops).
+    fn refresh(&mut self, prefixes: Vec<IpNet>) {
+        let changes = prefixes
+            .into_iter()
+            .map(|prefix| FibChange {
+                next_hops: self
+                    .rib
+                    .best(&prefix)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                prefix,
             })
-            .map(|(p, _)| *p)
             .collect();
-        for prefix in &gone {
-            self.adopted.remove(prefix);
-        }
-        self.pending_changes(
-            gone.into_iter()
-                .filter(|p| self.rib.best(p).is_none())
-                .map(|prefix| FibChange {
-                    prefix,
-                    next_hops: Vec::new(),
-                })
-                .collect(),
-        );
-        if self.adopted.is_empty() {
-            self.adopt_deadline = None;
-        }
+        self.pending_changes(changes);
     }
 
     fn forget_if_idle(&mut self, address: IpAddr) {
@@ -654,18 +793,19 @@ impl Daemon {
         }
     }
 
-    /// Queues RIB results for the kernel; the event loop flushes when it is idle.
+    /// Queues RIB results (with any adopted next hops of their prefixes) for the kernel;
+    /// the event loop flushes when it is idle.
     fn pending_changes(&mut self, changes: Vec<FibChange>) {
         for change in changes {
-            self.adopted.remove(&change.prefix);
-            let op = if change.next_hops.is_empty() {
+            let next_hops = self.adopted.desired(&change.prefix, &change.next_hops);
+            let op = if next_hops.is_empty() {
                 FibOp::Delete {
                     prefix: change.prefix,
                 }
             } else {
                 FibOp::Replace {
                     prefix: change.prefix,
-                    next_hops: change.next_hops,
+                    next_hops,
                 }
             };
             self.queue.push(op);
@@ -679,15 +819,10 @@ impl Daemon {
             errors.extend(self.fib.apply(op).await);
         }
         errors.extend(self.fib.flush().await);
-        for error in &errors {
-            match error.op {
-                // Deleting what is already gone is the outcome we wanted.
-                Some(FibOp::Delete { .. }) if error.errno == libc::ESRCH => {}
-                _ => {
-                    tracing::warn!(%error, "kernel refused a route change; resynchronising the table");
-                    self.resync_needed = true;
-                }
-            }
+        let errors = real_errors(errors);
+        if let Some(first) = errors.first() {
+            tracing::warn!(error = %first, refused = errors.len(), "kernel refused route changes; resynchronising the table");
+            self.resync_needed = true;
         }
         if self.resync_needed {
             self.resync_needed = false;
@@ -695,8 +830,64 @@ impl Daemon {
         }
     }
 
+    /// Someone else changed our table: what they changed of ours is put back.
+    fn on_kernel_event(&mut self, event: KernelEvent) {
+        let (route, deleted) = match event {
+            KernelEvent::Route { route, deleted } => (route, deleted),
+            KernelEvent::Overrun => {
+                tracing::warn!("netlink route events were lost: comparing the whole table");
+                self.resync_needed = true;
+                return;
+            }
+            // A bridge back up, or with an address again: the routes the kernel flushed
+            // when it went down can go back now.
+            KernelEvent::LinkUp(ifindex) | KernelEvent::AddressAdded(ifindex) => {
+                if self.config.bridges.keys().any(|name| {
+                    nix::net::if_::if_nametoindex(name.as_str()).is_ok_and(|i| i == ifindex)
+                }) {
+                    self.resync_needed = true;
+                }
+                return;
+            }
+        };
+        // Foreign routes, and routes in other tables, are none of our business.
+        let Some((prefix, found)) = self.fib.ours(&route) else {
+            return;
+        };
+        let found = if deleted { Vec::new() } else { found };
+        let want = self
+            .adopted
+            .desired(&prefix, self.rib.best(&prefix).unwrap_or_default());
+        if found == want {
+            return;
+        }
+        self.repairs += 1;
+        // One line per repair, at most 20 a minute (someone fighting us would flood the log).
+        let now = Instant::now();
+        if now.duration_since(self.repair_log.0) >= Duration::from_secs(60) {
+            self.repair_log = (now, 0);
+        }
+        self.repair_log.1 += 1;
+        if self.repair_log.1 <= 20 {
+            tracing::warn!(
+                %prefix, deleted, found = ?found.iter().map(|h| h.gateway).collect::<Vec<_>>(),
+                repairs_total = self.repairs,
+                "a route of ours was changed behind our back: putting it back"
+            );
+        }
+        self.queue.push(if want.is_empty() {
+            FibOp::Delete { prefix }
+        } else {
+            FibOp::Replace {
+                prefix,
+                next_hops: want,
+            }
+        });
+    }
+
     /// Puts the kernel table back in line with the RIB (and the adopted routes).
     async fn resync(&mut self) {
+        self.resyncs += 1;
         let kernel = match self.fib.dump().await {
             Ok(k) => k,
             Err(error) => {
@@ -708,16 +899,36 @@ impl Daemon {
             .rib
             .installed()
             .map(|(p, h)| (*p, h.to_vec()))
-            .chain(self.adopted.iter().map(|(p, h)| (*p, h.clone())))
+            .chain(self.adopted.iter().map(|(p, h)| (*p, h.to_vec())))
             .collect();
+        let mut errors = Vec::new();
         for op in reconcile(desired, kernel) {
-            for error in self.fib.apply(op).await {
-                tracing::warn!(%error, "route change failed during resync");
+            errors.extend(self.fib.apply(op).await);
+        }
+        errors.extend(self.fib.flush().await);
+        let errors = real_errors(errors);
+        match errors.first() {
+            None => self.resync_backoff = Duration::ZERO,
+            // Say a bridge lost its addresses: the routes can go back once it has them.
+            Some(first) => {
+                self.resync_backoff = (self.resync_backoff * 2)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(30));
+                tracing::warn!(
+                    error = %first, refused = errors.len(), retry_in_s = self.resync_backoff.as_secs(),
+                    "kernel refused routes while resynchronising; trying again later"
+                );
+                self.resync_retry = Some(Instant::now() + self.resync_backoff);
             }
         }
-        for error in self.fib.flush().await {
-            tracing::warn!(%error, "route change failed during resync");
-        }
+    }
+
+    /// Every prefix we have in the kernel.
+    fn ours(&self) -> BTreeSet<IpNet> {
+        self.rib
+            .installed()
+            .map(|(p, _)| *p)
+            .chain(self.adopted.iter().map(|(p, _)| *p))
+            .collect()
     }
 
     async fn reload(&mut self) {
@@ -726,6 +937,16 @@ impl Daemon {
             Ok(c) => c,
             Err(errors) => {
                 tracing::error!(path = %self.path.display(), %errors, "reload refused: the config is invalid; nothing changed");
+                self.reloads.1 += 1;
+                self.last_reload_ok = false;
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+                return;
+            }
+        };
+        let transport = match listener::Security::load(&config) {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::error!(%error, "reload refused: nothing changed");
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
                 return;
             }
@@ -736,22 +957,55 @@ impl Daemon {
             .iter()
             .map(|g| (g.name.as_str(), g))
             .collect();
+        let mut forgotten = Vec::new();
         for peer in self.peers.values() {
             let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
             let subcode = match (old, groups.get(peer.group.as_str())) {
-                (_, None) => Some(Notification::CEASE_PEER_DECONFIGURED),
-                (Some(old), Some(new)) if old != *new => {
-                    Some(Notification::CEASE_OTHER_CONFIGURATION_CHANGE)
+                (_, None) => Notification::CEASE_PEER_DECONFIGURED,
+                (Some(old), Some(new)) if session_terms_differ(old, new) => {
+                    Notification::CEASE_OTHER_CONFIGURATION_CHANGE
                 }
-                _ => None,
+                (Some(old), Some(new)) => {
+                    // Policy only: the session stays.
+                    let Some(commands) = &peer.commands else {
+                        continue;
+                    };
+                    if old.import != new.import {
+                        tracing::info!(peer = %peer.name, "import list changed: asking for a route refresh");
+                        let _ = commands.send(PeerCommand::SetImport(new.import.clone()));
+                    }
+                    if new
+                        .max_prefixes
+                        .is_some_and(|max| self.rib.peer_counts(peer.id).received > max as usize)
+                    {
+                        tracing::warn!(peer = %peer.name, "over its new max_prefixes: closing with Cease 1");
+                        let _ = commands.send(PeerCommand::Close {
+                            subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
+                            keep_routes: false,
+                        });
+                    }
+                    continue;
+                }
+                _ => continue,
             };
-            if let (Some(subcode), Some(commands)) = (subcode, &peer.commands) {
-                tracing::info!(peer = %peer.name, subcode, "closing: its neighbor group changed");
-                let _ = commands.send(PeerCommand::Close {
-                    subcode,
-                    keep_routes: false,
-                });
+            match &peer.commands {
+                Some(commands) => {
+                    tracing::info!(peer = %peer.name, subcode, "closing: its neighbor group changed");
+                    let _ = commands.send(PeerCommand::Close {
+                        subcode,
+                        keep_routes: false,
+                    });
+                }
+                // A graceful-restart peer away: its kept routes go now.
+                None => forgotten.push((peer.address, peer.id)),
             }
+        }
+        for (address, id) in forgotten {
+            if let Some(peer) = self.peers.remove(&address) {
+                tracing::info!(peer = %peer.name, "its neighbor group changed: its stale routes go");
+            }
+            let changes = self.rib.remove_peer(id);
+            self.pending_changes(changes);
         }
         if config.kernel.multipath != self.config.kernel.multipath {
             let changes = self.rib.set_multipath(config.kernel.multipath);
@@ -762,18 +1016,41 @@ impl Daemon {
         {
             match Fib::open(config.kernel.table, config.kernel.protocol) {
                 Ok(new_fib) => {
-                    let installed: Vec<IpNet> = self.rib.installed().map(|(p, _)| *p).collect();
-                    for prefix in installed {
-                        let _ = self.fib.apply(FibOp::Delete { prefix }).await;
+                    // Into the new table first, then out of the old one.
+                    let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
+                    self.kernel_filter.send_replace(monitor::Filter {
+                        protocol: config.kernel.protocol,
+                        own_ports: self.fib.ports(),
+                    });
+                    self.resync().await;
+                    for prefix in self.ours() {
+                        let _ = old_fib.apply(FibOp::Delete { prefix }).await;
                     }
-                    let _ = self.fib.flush().await;
-                    self.fib = new_fib;
-                    self.resync_needed = true;
+                    let _ = old_fib.flush().await;
+                    self.fib.ops += old_fib.ops;
+                    self.fib.errors += old_fib.errors;
                 }
                 Err(error) => tracing::error!(%error, "cannot open the new kernel table"),
             }
         }
         self.ra.reload(ra_bridges(&config));
+        if config.metrics != self.config.metrics {
+            if let Some(server) = self.metrics_server.take() {
+                server.abort();
+            }
+            self.metrics_server = serve_metrics(config.metrics, &self.metrics_tx);
+        }
+        self.reloads.0 += 1;
+        self.last_reload_ok = true;
+        self.admission.set_limits(config.limits);
+        // New keys and GTSM settings go onto the live listening sockets.
+        self.security.send_if_modified(|current| {
+            let changed = **current != transport;
+            if changed {
+                *current = Arc::new(transport);
+            }
+            changed
+        });
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
         let _ = sd_notify::notify(&[NotifyState::Ready]);
@@ -782,6 +1059,7 @@ impl Daemon {
     async fn shutdown(mut self, mode: ra::StopMode) {
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
         tracing::info!(?mode, "stopping");
+        let ours = self.ours();
         self.ra.stop(mode).await;
         let mut open = 0;
         for peer in self.peers.values() {
@@ -802,13 +1080,9 @@ impl Daemon {
                 _ => break,
             }
         }
-        if !self.config.kernel.persist {
-            let ours: Vec<IpNet> = self
-                .rib
-                .installed()
-                .map(|(p, _)| *p)
-                .chain(self.adopted.keys().copied())
-                .collect();
+        // A restart keeps the routes whatever `kernel.persist` says: the next process adopts
+        // them.
+        if !self.config.kernel.persist && mode == ra::StopMode::Final {
             tracing::info!(
                 routes = ours.len(),
                 "kernel.persist is off: removing our routes"
@@ -817,6 +1091,18 @@ impl Daemon {
                 let _ = self.fib.apply(FibOp::Delete { prefix }).await;
             }
             let _ = self.fib.flush().await;
+        }
+    }
+
+    /// WATCHDOG=1, sent from the event loop itself: if the loop hangs, the pings stop and
+    /// systemd restarts us.
+    fn pet_watchdog(&mut self) {
+        let now = Instant::now();
+        if let Some((interval, next)) = &mut self.watchdog
+            && *next <= now
+        {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            *next = now + *interval;
         }
     }
 
@@ -874,6 +1160,7 @@ impl Daemon {
                 self.sorted_routes()
                     .into_iter()
                     .map(|(prefix, hops, adopted)| {
+                        let hops = &hops;
                         json!({
                             "prefix": prefix.to_string(),
                             "nexthops": hops.iter().map(|h| json!({
@@ -907,16 +1194,59 @@ impl Daemon {
         }
     }
 
-    /// What we want in the kernel, IPv4 first, by prefix; adopted routes flagged.
-    fn sorted_routes(&self) -> Vec<(&IpNet, &[NextHop], bool)> {
-        let mut routes: Vec<(&IpNet, &[NextHop], bool)> = self
+    fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let start = std::time::SystemTime::now() - self.started.elapsed();
+        metrics::Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            start_time_s: start
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            sessions: self
+                .sorted_peers()
+                .into_iter()
+                .map(|p| {
+                    let counts = self.rib.peer_counts(p.id);
+                    metrics::Session {
+                        name: p.name.clone(),
+                        address: p.address.to_string(),
+                        state: p.state(),
+                        prefixes_received: p.announced,
+                        prefixes_accepted: counts.received,
+                        prefixes_installed: counts.installed,
+                        rejected: p.rejected.iter().map(|(r, n)| (*r, *n)).collect(),
+                        updates: p.updates,
+                    }
+                })
+                .collect(),
+            connections_refused: self.refused,
+            routes: self.ours().len(),
+            routes_adopted: self.adopted.len(),
+            fib_operations: self.fib.ops,
+            fib_errors: self.fib.errors,
+            fib_repairs: self.repairs,
+            fib_resyncs: self.resyncs,
+            bridges: self.ra.snapshot(),
+            reloads_applied: self.reloads.0,
+            reloads_refused: self.reloads.1,
+            last_reload_ok: self.last_reload_ok,
+        }
+    }
+
+    /// What we want in the kernel, IPv4 first, by prefix; routes that still hold next hops
+    /// adopted from a previous run flagged.
+    fn sorted_routes(&self) -> Vec<(IpNet, Vec<NextHop>, bool)> {
+        let mut routes: BTreeMap<IpNet, Vec<NextHop>> = self
             .rib
             .installed()
-            .map(|(p, h)| (p, h, false))
-            .chain(self.adopted.iter().map(|(p, h)| (p, h.as_slice(), true)))
+            .map(|(p, h)| (*p, self.adopted.desired(p, h)))
             .collect();
-        routes.sort_by_key(|(p, _, _)| **p);
+        for (prefix, hops) in self.adopted.iter() {
+            routes.entry(*prefix).or_insert_with(|| hops.to_vec());
+        }
         routes
+            .into_iter()
+            .map(|(p, h)| (p, h, !self.adopted.get(&p).is_empty()))
+            .collect()
     }
 
     fn sorted_peers(&self) -> Vec<&Peer> {
@@ -926,23 +1256,28 @@ impl Daemon {
     }
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    accepted: mpsc::Sender<(TcpStream, SocketAddr)>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok(connection) => {
-                if accepted.send(connection).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+/// Starts the metrics responder when `listen` is set; a failure is logged, not fatal.
+fn serve_metrics(
+    listen: Option<SocketAddr>,
+    daemon: &mpsc::Sender<oneshot::Sender<String>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let listen = listen?;
+    match metrics::serve(listen, daemon.clone()) {
+        Ok(server) => {
+            tracing::info!(%listen, "serving Prometheus metrics at /metrics");
+            Some(server)
+        }
+        Err(error) => {
+            tracing::error!(%listen, %error, "cannot serve metrics");
+            None
         }
     }
+}
+
+/// Refusals that matter: deleting what is already gone is the outcome we wanted.
+fn real_errors(mut errors: Vec<FibError>) -> Vec<FibError> {
+    errors.retain(|e| !(matches!(e.op, Some(FibOp::Delete { .. })) && e.errno == libc::ESRCH));
+    errors
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -975,13 +1310,6 @@ fn family_afi(family: Family) -> Option<Afi> {
     }
 }
 
-fn family_afi_of(prefix: &IpNet) -> Afi {
-    match prefix {
-        IpNet::V4(_) => Afi::Ipv4,
-        IpNet::V6(_) => Afi::Ipv6,
-    }
-}
-
 fn monotonic_usec() -> NotifyState<'static> {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -990,6 +1318,29 @@ fn monotonic_usec() -> NotifyState<'static> {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     NotifyState::MonotonicUsec(ts.tv_sec as i128 * 1_000_000 + ts.tv_nsec as i128 / 1000)
+}
+
+/// Whether a neighbor group changed in a way the running sessions cannot take without
+/// reconnecting: who may peer, as which AS, with which key, or what goes into OPEN.
+fn session_terms_differ(old: &NeighborGroup, new: &NeighborGroup) -> bool {
+    // Named field by field so that a new key has to be placed on one side or the other.
+    let NeighborGroup {
+        name: _,
+        range,
+        asn,
+        password_file,
+        max_prefixes: _,
+        ttl_security,
+        import: _,
+        hold_time,
+        graceful_restart,
+    } = old;
+    *range != new.range
+        || *asn != new.asn
+        || *password_file != new.password_file
+        || *ttl_security != new.ttl_security
+        || *hold_time != new.hold_time
+        || *graceful_restart != new.graceful_restart
 }
 
 /// Every configured bridge with its (validated) RA settings.

@@ -3,14 +3,15 @@
 //!
 //! The flow: `bgp::listener` accepts, `bgp::peer` drives a `bgp::session` per connection
 //! and applies `policy`, `daemon` merges routes into the `rib`, whose changes `fib` writes
-//! into the kernel. `config` is the validated config file; `control` serves `show`; `ra`
-//! sends router advertisements on the bridges.
+//! into the kernel. `config` is the validated config file; `control` serves `show`;
+//! `metrics` serves Prometheus; `ra` sends router advertisements on the bridges.
 
 pub mod bgp;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fib;
+pub mod metrics;
 pub mod neighbor;
 pub mod policy;
 pub mod ra;

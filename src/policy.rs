@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+use crate::bgp::wire::AsPath;
 use crate::config::ImportRule;
 use crate::rib::NextHop;
 
@@ -29,10 +30,12 @@ pub enum Rejection {
     UnusableNextHop,
     /// The UPDATE was malformed in a way RFC 7606 turns into a withdrawal.
     TreatAsWithdraw,
+    /// Our own AS is in the AS_PATH: the route went through us already (RFC 4271 9.1.2).
+    AsPathLoop,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 10] = [
+    pub const ALL: [Rejection; 11] = [
         Rejection::DefaultRoute,
         Rejection::OverlapsBridge,
         Rejection::LinkLocal,
@@ -43,6 +46,7 @@ impl Rejection {
         Rejection::MappedNextHopUnresolved,
         Rejection::UnusableNextHop,
         Rejection::TreatAsWithdraw,
+        Rejection::AsPathLoop,
     ];
 
     /// A stable name for logs, `show` and metrics labels.
@@ -58,6 +62,7 @@ impl Rejection {
             Rejection::MappedNextHopUnresolved => "mapped_next_hop_unresolved",
             Rejection::UnusableNextHop => "unusable_next_hop",
             Rejection::TreatAsWithdraw => "treat_as_withdraw",
+            Rejection::AsPathLoop => "as_path_loop",
         }
     }
 }
@@ -65,6 +70,16 @@ impl Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// RFC 4271 9.1.2: a route whose AS_PATH (AS_SEQUENCE or AS_SET) holds our own AS looped
+/// back to us and is not used. Applied to every peer: iBGP Cilium nodes send an empty
+/// AS_PATH, eBGP ones their own AS, so our AS in it is never legitimate here.
+pub fn check_as_path(as_path: Option<&AsPath>, local_as: u32) -> Result<(), Rejection> {
+    match as_path {
+        Some(path) if path.contains(local_as) => Err(Rejection::AsPathLoop),
+        _ => Ok(()),
     }
 }
 
@@ -294,6 +309,37 @@ mod tests {
         for (p, why) in cases {
             assert_eq!(check(p, &[]), Err(why), "{p}");
         }
+    }
+
+    #[test]
+    fn our_own_as_anywhere_in_the_as_path_is_a_loop() {
+        use crate::bgp::wire::AsSegment;
+        let path = |segments| AsPath { segments };
+        assert_eq!(check_as_path(None, 65100), Ok(()));
+        assert_eq!(check_as_path(Some(&path(vec![])), 65100), Ok(()));
+        let ebgp = path(vec![AsSegment::Sequence(vec![65200, 65300])]);
+        assert_eq!(check_as_path(Some(&ebgp), 65100), Ok(()));
+        let looped = path(vec![AsSegment::Sequence(vec![65200, 65100])]);
+        assert_eq!(
+            check_as_path(Some(&looped), 65100),
+            Err(Rejection::AsPathLoop)
+        );
+        let in_set = path(vec![
+            AsSegment::Sequence(vec![65200]),
+            AsSegment::Set(vec![65300, 4_200_000_000]),
+        ]);
+        assert_eq!(
+            check_as_path(Some(&in_set), 4_200_000_000),
+            Err(Rejection::AsPathLoop)
+        );
+    }
+
+    #[test]
+    fn every_rejection_has_its_own_stable_name() {
+        let names: std::collections::BTreeSet<&str> =
+            Rejection::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), Rejection::ALL.len());
+        assert!(names.contains("as_path_loop"));
     }
 
     #[test]

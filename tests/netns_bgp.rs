@@ -7,45 +7,22 @@ use std::time::Duration;
 
 use common::*;
 
+/// A lab running cilium-peer for `range`, with the given extra neighbor-group keys.
+fn lab_with_daemon(test: &str, range: &str, extra_group: &str) -> Option<Lab> {
+    let mut lab = lab_or_skip(test, &["gobgpd", "gobgp"])?;
+    let config = host_config(&lab, &["[::]:179"], range, extra_group);
+    lab.start_cilium_peer(&config);
+    Some(lab)
+}
+
 #[test]
 fn ipv4_and_ipv6_pod_cidrs_over_one_ipv6_session_land_in_the_table_the_ipv4_one_via_inet6() {
-    let Some(mut lab) = lab_or_skip("ipv6 session", &["gobgpd", "gobgp"]) else {
+    let Some(mut lab) = lab_with_daemon("ipv6 session", "2001:db8:1::/64", "") else {
         return;
     };
-    let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
-    lab.start_cilium_peer(&config);
-    lab.start_gobgp(
-        &node,
-        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
-    );
-    lab.wait_gobgp_established(&node);
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv4",
-            "10.244.1.0/24",
-            "origin",
-            "igp",
-        ],
-    );
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv6",
-            "fd00:ff00:1::/64",
-            "origin",
-            "igp",
-        ],
-    );
+    let node = lab.cilium_node(1, true);
+    lab.announce(&node, "10.244.1.0/24");
+    lab.announce(&node, "fd00:ff00:1::/64");
 
     let v4 = lab.wait_route("10.244.1.0/24");
     assert_eq!(v4["via"]["family"], "inet6", "{v4}");
@@ -84,10 +61,7 @@ fn ipv4_and_ipv6_pod_cidrs_over_one_ipv6_session_land_in_the_table_the_ipv4_one_
     assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
 
     // Withdraw removes.
-    lab.gobgp(
-        &node,
-        &["global", "rib", "del", "-a", "ipv6", "fd00:ff00:1::/64"],
-    );
+    lab.withdraw(&node, "fd00:ff00:1::/64");
     lab.wait_no_route("fd00:ff00:1::/64");
     assert!(lab.route("10.244.1.0/24").is_some());
 }
@@ -97,37 +71,10 @@ fn routes_added_before_the_session_is_up_still_arrive() {
     let Some(mut lab) = lab_or_skip("routes before session", &["gobgpd", "gobgp"]) else {
         return;
     };
-    let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    lab.start_gobgp(
-        &node,
-        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
-    );
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv4",
-            "10.244.7.0/24",
-            "origin",
-            "igp",
-        ],
-    );
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv6",
-            "fd00:ff00:7::/64",
-            "origin",
-            "igp",
-        ],
-    );
+    // GoBGP starts first, with its routes, while nothing listens yet.
+    let node = lab.cilium_node(1, true);
+    lab.announce(&node, "10.244.7.0/24");
+    lab.announce(&node, "fd00:ff00:7::/64");
     let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
     lab.start_cilium_peer(&config);
     lab.wait_route("10.244.7.0/24");
@@ -136,86 +83,37 @@ fn routes_added_before_the_session_is_up_still_arrive() {
 
 #[test]
 fn an_ipv4_session_installs_ipv6_routes_via_the_nodes_link_local_address() {
-    let Some(mut lab) = lab_or_skip("ipv4 session", &["gobgpd", "gobgp"]) else {
+    let Some(mut lab) = lab_with_daemon("ipv4 session", "192.0.2.0/24", "") else {
         return;
     };
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    let config = host_config(&lab, &["[::]:179"], "192.0.2.0/24", "");
-    lab.start_cilium_peer(&config);
     lab.start_gobgp(
         &node,
         &GoBgpNode::cilium("192.0.2.11", "192.0.2.1", "192.0.2.11"),
     );
     lab.wait_gobgp_established(&node);
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv4",
-            "10.244.2.0/24",
-            "origin",
-            "igp",
-        ],
-    );
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv6",
-            "fd00:ff00:2::/64",
-            "origin",
-            "igp",
-        ],
-    );
+    lab.announce(&node, "10.244.2.0/24");
+    lab.announce(&node, "fd00:ff00:2::/64");
 
     let v4 = lab.wait_route("10.244.2.0/24");
     assert_eq!(gateway(&v4), "192.0.2.11", "{v4}");
     let v6 = lab.wait_route("fd00:ff00:2::/64");
-    let node_ll = link_local(&lab, &node, "eth0");
-    assert_eq!(gateway(&v6), node_ll, "{v6}");
+    assert_eq!(gateway(&v6), link_local(&lab, &node, "eth0"), "{v6}");
     assert_eq!(v6["dev"], BRIDGE, "{v6}");
 }
 
 #[test]
 fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing_leaves_the_other()
 {
-    let Some(mut lab) = lab_or_skip("ecmp", &["gobgpd", "gobgp"]) else {
+    let Some(mut lab) = lab_with_daemon("ecmp", "2001:db8:1::/64", "") else {
         return;
     };
-    let a = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    let b = lab.node("b", &["192.0.2.12/24", "2001:db8:1::12/64"]);
-    let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
-    lab.start_cilium_peer(&config);
-    lab.start_gobgp(
-        &a,
-        &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
-    );
-    lab.start_gobgp(
-        &b,
-        &GoBgpNode::cilium("192.0.2.12", "2001:db8:1::1", "2001:db8:1::12"),
-    );
-    lab.wait_gobgp_established(&a);
-    lab.wait_gobgp_established(&b);
+    let a = lab.cilium_node(1, true);
+    let b = lab.cilium_node(2, true);
     for ns in [&a, &b] {
-        lab.gobgp(
-            ns,
-            &[
-                "global",
-                "rib",
-                "add",
-                "-a",
-                "ipv4",
-                "198.51.100.7/32",
-                "origin",
-                "igp",
-            ],
-        );
+        lab.announce(ns, "198.51.100.7/32");
+        // ORIGIN differences must not break ECMP (LoadBalancer IPs may be INCOMPLETE).
+        let origin = if ns == &a { "igp" } else { "incomplete" };
         lab.gobgp(
             ns,
             &[
@@ -226,7 +124,7 @@ fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing
                 "ipv6",
                 "2001:db8:ff::7/128",
                 "origin",
-                "incomplete",
+                origin,
             ],
         );
     }
@@ -248,10 +146,7 @@ fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing
         hops.sort();
         assert_eq!(hops, ["2001:db8:1::11", "2001:db8:1::12"], "{route}");
     }
-    lab.gobgp(
-        &a,
-        &["global", "rib", "del", "-a", "ipv4", "198.51.100.7/32"],
-    );
+    lab.withdraw(&a, "198.51.100.7/32");
     let left = wait_for("one next hop left", Duration::from_secs(30), || {
         lab.route("198.51.100.7/32")
             .filter(|r| r["nexthops"].is_null())
@@ -261,29 +156,11 @@ fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing
 
 #[test]
 fn killing_a_node_without_graceful_restart_removes_its_routes_at_once() {
-    let Some(mut lab) = lab_or_skip("node killed", &["gobgpd", "gobgp"]) else {
+    let Some(mut lab) = lab_with_daemon("node killed", "2001:db8:1::/64", "") else {
         return;
     };
-    let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "");
-    lab.start_cilium_peer(&config);
-    let mut gobgp = GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11");
-    gobgp.graceful_restart = false;
-    lab.start_gobgp(&node, &gobgp);
-    lab.wait_gobgp_established(&node);
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv4",
-            "10.244.3.0/24",
-            "origin",
-            "igp",
-        ],
-    );
+    let node = lab.cilium_node(1, false);
+    lab.announce(&node, "10.244.3.0/24");
     lab.wait_route("10.244.3.0/24");
     lab.stop(&format!("gobgpd-{node}"), "KILL");
     // The kernel closes the dead process's socket: FIN, no graceful restart.
@@ -294,13 +171,11 @@ fn killing_a_node_without_graceful_restart_removes_its_routes_at_once() {
 
 #[test]
 fn a_connection_from_outside_every_range_gets_no_session() {
-    let Some(mut lab) = lab_or_skip("outside range", &["gobgpd", "gobgp"]) else {
+    // Only 2001:db8:1::100/120 may peer; the node is outside it.
+    let Some(mut lab) = lab_with_daemon("outside range", "2001:db8:1::100/120", "") else {
         return;
     };
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
-    // Only 2001:db8:1::100/120 may peer; the node is outside it.
-    let config = host_config(&lab, &["[::]:179"], "2001:db8:1::100/120", "");
-    lab.start_cilium_peer(&config);
     lab.start_gobgp(
         &node,
         &GoBgpNode::cilium("192.0.2.11", "2001:db8:1::1", "2001:db8:1::11"),
@@ -326,36 +201,33 @@ fn a_link_local_listen_address_on_a_hyphenated_bridge_takes_link_local_sessions(
     gobgp.local_address = None;
     lab.start_gobgp(&node, &gobgp);
     lab.wait_gobgp_established(&node);
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv4",
-            "10.244.4.0/24",
-            "origin",
-            "igp",
-        ],
-    );
-    lab.gobgp(
-        &node,
-        &[
-            "global",
-            "rib",
-            "add",
-            "-a",
-            "ipv6",
-            "fd00:ff00:4::/64",
-            "origin",
-            "igp",
-        ],
-    );
+    lab.announce(&node, "10.244.4.0/24");
+    lab.announce(&node, "fd00:ff00:4::/64");
     let v4 = lab.wait_route("10.244.4.0/24");
     assert_eq!(v4["via"]["host"], "fe80::11", "{v4}");
     assert_eq!(v4["dev"], BRIDGE, "{v4}");
     let v6 = lab.wait_route("fd00:ff00:4::/64");
     assert_eq!(gateway(&v6), "fe80::11", "{v6}");
     assert_eq!(v6["dev"], BRIDGE, "{v6}");
+}
+
+#[test]
+fn a_session_past_max_prefixes_is_closed_with_cease_1_and_its_routes_go() {
+    let Some(mut lab) =
+        lab_with_daemon("max prefixes", "2001:db8:1::/64", r#", "max_prefixes": 2"#)
+    else {
+        return;
+    };
+    let node = lab.cilium_node(1, true);
+    lab.announce(&node, "10.244.8.0/24");
+    lab.announce(&node, "10.244.9.0/24");
+    lab.wait_route("10.244.9.0/24");
+    lab.announce(&node, "10.244.10.0/24");
+    wait_for("the Cease to be logged", Duration::from_secs(20), || {
+        lab.log("cilium-peer")
+            .contains("sent Cease / Maximum Number of Prefixes Reached (6/1)")
+            .then_some(())
+    });
+    lab.wait_no_route("10.244.8.0/24");
+    assert!(lab.route("10.244.10.0/24").is_none());
 }

@@ -499,3 +499,49 @@ fn a_received_ra_must_come_from_a_link_local_source_with_hop_limit_255() {
         Err(DecodeError::SourceNotLinkLocal(addr("2001:db8::1")))
     );
 }
+
+/// Found by fuzzing (`ra_decode`): the host bits were kept on decode and dropped on encode,
+/// so the same RA compared unequal to itself after a round trip.
+#[test]
+fn a_prefix_information_option_with_host_bits_set_decodes_without_them() {
+    let mut msg = hex("86000000400000000000000000000000");
+    msg.extend(hex("030440c00001518000003840000000002001\
+         0db800010000 7f00000000000000"
+        .replace(' ', "")
+        .as_str()));
+    let ra = RouterAdvertisement::decode(&msg).unwrap();
+    let NdOption::PrefixInformation(pio) = &ra.options[0] else {
+        panic!("{ra:?}");
+    };
+    assert_eq!(pio.prefix, net("2001:db8:1::/64"));
+    assert_eq!(RouterAdvertisement::decode(&ra.encode()).unwrap(), ra);
+}
+
+/// Found by fuzzing (`ra_decode`): a DNSSL label holding a dot decoded as ".luster.internal",
+/// which encodes as other labels than it came in. Such a label makes the option malformed.
+#[test]
+fn a_dnssl_label_containing_a_dot_or_no_name_at_all_makes_the_option_malformed() {
+    // An RA with one DNSSL option of 4 units: reserved, lifetime 600, then the labels.
+    let ra_with = |names: &[u8]| {
+        let mut msg = hex("860000004000000000000000000000001f04000000000258");
+        msg.extend_from_slice(names);
+        msg.resize(16 + 32, 0);
+        msg
+    };
+    assert!(matches!(
+        RouterAdvertisement::decode(&ra_with(b"\x07.luster\x08internal\x00")),
+        Err(DecodeError::MalformedOption { kind: 31, .. })
+    ));
+    // Found the same way: padding and no name at all is not a DNSSL either (RFC 8106 5.2),
+    // and would not encode to one.
+    assert!(matches!(
+        RouterAdvertisement::decode(&ra_with(b"")),
+        Err(DecodeError::MalformedOption { kind: 31, .. })
+    ));
+    // The same name with proper labels decodes.
+    let ra = RouterAdvertisement::decode(&ra_with(b"\x06luster\x08internal\x00")).unwrap();
+    assert!(
+        matches!(&ra.options[0], NdOption::Dnssl { domains, .. } if domains == &["luster.internal"]),
+        "{ra:?}"
+    );
+}

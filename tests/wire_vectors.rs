@@ -1464,3 +1464,28 @@ mod robustness {
         assert!(!corpus.is_empty());
     }
 }
+
+/// Found by fuzzing (`bgp_round_trip`): unknown attributes kept their arrival order while
+/// the encoder writes type code order, so a re-encoded UPDATE decoded differently.
+#[test]
+fn unknown_attributes_decode_in_type_code_order_whatever_order_they_arrived_in() {
+    // GoBGP's UPDATE with an unknown attribute 72 moved before LARGE_COMMUNITY (32, kept
+    // here as unknown too: it is 33 in this message).
+    let bytes = unhex(
+        "ffffffffffffffffffffffffffffffff005e0200000047400101024002008004040000001440050400\
+         000064c04804ed4c002a800e190001011020010db800010000000000000000001100180af402c0210c\
+         0000fe4c0000000100000002",
+    );
+    let Message::Update(update) = decode_one(&bytes, &FOUR) else {
+        panic!("not an UPDATE");
+    };
+    let codes: Vec<u8> = update
+        .attributes
+        .unknown
+        .iter()
+        .map(|raw| raw.type_code)
+        .collect();
+    assert_eq!(codes, [33, 72]);
+    let message = Message::Update(update);
+    assert_eq!(decode_one(&encode(&message, &FOUR), &FOUR), message);
+}

@@ -2,6 +2,11 @@
 //! machine, its outputs back to the socket. UPDATEs are turned into route batches here
 //! (import policy and next hop resolution), so sessions work in parallel and the daemon
 //! only merges their results. One task per connection; it ends when the session does.
+//!
+//! Memory per connection is bounded whatever the peer sends: the receive buffer holds at
+//! most one incomplete message (4096 bytes, RFC 4271) plus one read window, decoded
+//! messages go out through a bounded channel, and a peer that stops reading our messages
+//! is dropped after `WRITE_TIMEOUT` instead of blocking its task forever.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -13,11 +18,20 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::session::{Closed, Negotiated, Output, Session, SessionConfig};
-use super::wire::{self, Family, Update};
+use super::wire::{self, Family, Notification, Update};
 use crate::config::ImportRule;
 use crate::neighbor;
 use crate::policy::{self, PeerLink, Rejection, Resolution};
-use crate::rib::{Path, PathAttrs};
+use crate::rib::{NextHop, Path, PathAttrs};
+
+/// How much one read may take from the socket.
+const READ_WINDOW: usize = 16 * 1024;
+
+/// A write that cannot finish in this time means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// IPv4 nodes whose IPv6 link-local address is remembered per session.
+const MAX_LINK_LOCALS: usize = 256;
 
 /// Identifies one connection, so that events of a replaced connection are recognised.
 pub type ConnId = u64;
@@ -52,10 +66,13 @@ pub enum PeerEvent {
 }
 
 /// What the daemon may ask of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum PeerCommand {
     /// Send a Cease with this subcode and end; `keep_routes` as for `Session::close`.
     Close { subcode: u8, keep_routes: bool },
+    /// The group's `import` list changed: apply it and ask the peer for its routes again
+    /// (route refresh); a peer that cannot refresh is closed with Cease 6 instead.
+    SetImport(Vec<ImportRule>),
 }
 
 /// Runs the connection until the session ends; reports to `events`.
@@ -69,8 +86,7 @@ pub async fn drive(
     let (mut reader, mut writer) = stream.into_split();
     let mut session = Session::accept(Instant::now(), setup.session.clone());
     let mut updates = UpdateImporter::new(&setup);
-    let mut buffer: Vec<u8> = Vec::with_capacity(2 * wire::MAX_MESSAGE_LEN);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buffer: Vec<u8> = Vec::with_capacity(wire::MAX_MESSAGE_LEN + READ_WINDOW);
     let conn = setup.conn;
     let mut commands_open = true;
 
@@ -80,7 +96,9 @@ pub async fn drive(
             match output {
                 Output::Send(message) => {
                     let bytes = wire::encode(&message, &session.context());
-                    if writer.write_all(&bytes).await.is_err() {
+                    let written =
+                        tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&bytes)).await;
+                    if !matches!(written, Ok(Ok(()))) {
                         session.handle_transport_closed();
                     }
                 }
@@ -105,11 +123,13 @@ pub async fn drive(
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        // What is left from the last read is less than one message: the buffer stays
+        // within one message and one window.
+        buffer.reserve(READ_WINDOW);
         tokio::select! {
-            read = reader.read(&mut chunk) => match read {
+            read = reader.read_buf(&mut buffer) => match read {
                 Ok(0) | Err(_) => session.handle_transport_closed(),
-                Ok(n) => {
-                    buffer.extend_from_slice(&chunk[..n]);
+                Ok(_) => {
                     let mut consumed = 0;
                     loop {
                         match wire::decode(&buffer[consumed..], &session.context()) {
@@ -134,6 +154,12 @@ pub async fn drive(
             () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
             command = commands.recv(), if commands_open => match command {
                 Some(PeerCommand::Close { subcode, keep_routes }) => session.close(subcode, keep_routes),
+                Some(PeerCommand::SetImport(import)) => {
+                    updates.import = import;
+                    if !session.request_route_refresh() {
+                        session.close(Notification::CEASE_OTHER_CONFIGURATION_CHANGE, false);
+                    }
+                }
                 None => commands_open = false,
             },
         }
@@ -146,6 +172,7 @@ struct UpdateImporter {
     link: PeerLink,
     import: Vec<ImportRule>,
     bridge_prefixes: Vec<IpNet>,
+    local_as: u32,
     /// GoBGP sends one UPDATE per path with the same attributes: share them.
     last_attrs: Option<Arc<PathAttrs>>,
     /// IPv4 node address -> its IPv6 link-local address on our bridge.
@@ -160,6 +187,7 @@ impl UpdateImporter {
             link: setup.link.clone(),
             import: setup.import.clone(),
             bridge_prefixes: setup.bridge_prefixes.clone(),
+            local_as: setup.session.local_as,
             last_attrs: None,
             link_locals: Vec::new(),
             log: RateLimitedLog::default(),
@@ -206,38 +234,54 @@ impl UpdateImporter {
         if reachable.is_empty() {
             return batch;
         }
+        if let Err(why) = policy::check_as_path(attributes.as_path.as_ref(), self.local_as) {
+            for (prefix, announced, _) in reachable {
+                self.log.rejected(&self.name, &prefix, announced, why);
+                batch.withdraw.push(prefix);
+                batch.rejected.push((prefix, why));
+            }
+            return batch;
+        }
         let attrs = self.path_attrs(&update);
         for (prefix, announced, link_local) in reachable {
-            let resolution =
-                match policy::check_prefix(&prefix, &self.bridge_prefixes, &self.import) {
-                    Err(why) => Resolution::Rejected(why),
-                    Ok(()) => {
-                        match policy::resolve_next_hop(&self.link, &prefix, announced, link_local) {
-                            Resolution::NeedsLinkLocalOf(v4) => {
-                                let ll = self.link_local_of(v4).await;
-                                policy::resolve_link_local(&self.link, ll)
-                            }
-                            other => other,
-                        }
-                    }
-                };
-            match resolution {
-                Resolution::Ready(next_hop) => batch.announce.push((
+            match self.next_hop_for(&prefix, announced, link_local).await {
+                Ok(next_hop) => batch.announce.push((
                     prefix,
                     Path {
                         next_hop,
                         attrs: attrs.clone(),
                     },
                 )),
-                Resolution::Rejected(why) => {
+                Err(why) => {
                     self.log.rejected(&self.name, &prefix, announced, why);
                     batch.withdraw.push(prefix);
                     batch.rejected.push((prefix, why));
                 }
-                Resolution::NeedsLinkLocalOf(_) => unreachable!("resolved above"),
             }
         }
         batch
+    }
+
+    /// Policy for one announced prefix: the kernel next hop, or why not.
+    async fn next_hop_for(
+        &mut self,
+        prefix: &IpNet,
+        announced: IpAddr,
+        link_local: Option<Ipv6Addr>,
+    ) -> Result<NextHop, Rejection> {
+        policy::check_prefix(prefix, &self.bridge_prefixes, &self.import)?;
+        let resolution = match policy::resolve_next_hop(&self.link, prefix, announced, link_local) {
+            Resolution::NeedsLinkLocalOf(v4) => {
+                let ll = self.link_local_of(v4).await;
+                policy::resolve_link_local(&self.link, ll)
+            }
+            other => other,
+        };
+        match resolution {
+            Resolution::Ready(next_hop) => Ok(next_hop),
+            Resolution::Rejected(why) => Err(why),
+            Resolution::NeedsLinkLocalOf(_) => Err(Rejection::MappedNextHopUnresolved),
+        }
     }
 
     fn path_attrs(&mut self, update: &Update) -> Arc<PathAttrs> {
@@ -269,6 +313,9 @@ impl UpdateImporter {
         let ifindex = self.link.ifindex?;
         let found = neighbor::link_local_of(ifindex, v4).await;
         self.link_locals.retain(|(a, _)| *a != v4);
+        if self.link_locals.len() >= MAX_LINK_LOCALS {
+            self.link_locals.remove(0);
+        }
         self.link_locals.push((v4, found));
         if found.is_none() {
             tracing::warn!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::wire::{
     AS_TRANS, Capability, Context, DecodeError, ExtendedNextHop, Family, GracefulRestart,
-    GracefulRestartFamily, Message, Notification, Open, Update,
+    GracefulRestartFamily, Message, Notification, Open, RouteRefresh, Update,
 };
 
 /// How long we wait for the peer's OPEN after accepting its connection (RFC 4271 suggests
@@ -31,6 +31,9 @@ pub struct SessionConfig {
     pub graceful_restart: bool,
     /// F bit in our graceful restart capability: our routes survive our own restart.
     pub forwarding_preserved: bool,
+    /// R bit in our graceful restart capability (RFC 4724 4.1): we have restarted and
+    /// still keep the routes of our previous run.
+    pub restarting: bool,
 }
 
 /// RFC 4271 8.2.2 states of a session that has a connection (we never connect out, so
@@ -268,6 +271,25 @@ impl Session {
         }
     }
 
+    /// Asks the peer to send its routes again (RFC 2918), for every negotiated family.
+    /// Returns false, sending nothing, when the session is not Established or the peer did
+    /// not announce route refresh.
+    pub fn request_route_refresh(&mut self) -> bool {
+        let Some(negotiated) = self.negotiated.as_ref().filter(|n| n.route_refresh) else {
+            return false;
+        };
+        if self.state != State::Established {
+            return false;
+        }
+        for family in &negotiated.families {
+            self.outputs
+                .push_back(Output::Send(Message::RouteRefresh(RouteRefresh {
+                    family: *family,
+                })));
+        }
+        true
+    }
+
     fn peer_graceful_restart(&self) -> bool {
         self.state == State::Established
             && self
@@ -338,7 +360,7 @@ fn our_open(config: &SessionConfig) -> Open {
     ];
     if config.graceful_restart {
         capabilities.push(Capability::GracefulRestart(GracefulRestart {
-            restart_state: false,
+            restart_state: config.restarting,
             notification: true,
             restart_time: 120,
             families: [Family::IPV4_UNICAST, Family::IPV6_UNICAST]
@@ -446,6 +468,7 @@ mod tests {
             hold_time: 90,
             graceful_restart: true,
             forwarding_preserved: true,
+            restarting: false,
         }
     }
 
@@ -530,6 +553,20 @@ mod tests {
                 .any(|c| matches!(c, Capability::ExtendedNextHop(_)))
         );
         assert_eq!(s.state(), State::OpenSent);
+    }
+
+    #[test]
+    fn the_restart_state_bit_is_set_only_while_we_restart() {
+        let restart_state = |c: &SessionConfig| {
+            our_open(c).capabilities.iter().find_map(|cap| match cap {
+                Capability::GracefulRestart(gr) => Some(gr.restart_state),
+                _ => None,
+            })
+        };
+        let mut c = config();
+        assert_eq!(restart_state(&c), Some(false));
+        c.restarting = true;
+        assert_eq!(restart_state(&c), Some(true));
     }
 
     #[test]
@@ -796,6 +833,43 @@ mod tests {
         drain(&mut s);
         s.handle_transport_closed();
         assert!(!closed(&drain(&mut s)).unwrap().keep_routes);
+    }
+
+    #[test]
+    fn a_route_refresh_is_requested_for_every_negotiated_family_once_established() {
+        let now = Instant::now();
+        let mut s = Session::accept(now, config());
+        drain(&mut s);
+        s.handle_message(now, Message::Open(cilium_open()));
+        assert!(!s.request_route_refresh(), "not before Established");
+        s.handle_message(now, Message::Keepalive);
+        drain(&mut s);
+        assert!(s.request_route_refresh());
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                Output::Send(Message::RouteRefresh(RouteRefresh {
+                    family: Family::IPV4_UNICAST
+                })),
+                Output::Send(Message::RouteRefresh(RouteRefresh {
+                    family: Family::IPV6_UNICAST
+                })),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_route_refresh_is_sent_to_a_peer_that_did_not_announce_it() {
+        let now = Instant::now();
+        let mut s = Session::accept(now, config());
+        let mut open = cilium_open();
+        open.capabilities
+            .retain(|c| !matches!(c, Capability::RouteRefresh));
+        s.handle_message(now, Message::Open(open));
+        s.handle_message(now, Message::Keepalive);
+        drain(&mut s);
+        assert!(!s.request_route_refresh());
+        assert!(drain(&mut s).is_empty());
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The kernel FIB side: what to change in the kernel routing table (`diff`, pure) and the
-//! netlink code that changes it (`netlink`).
+//! netlink code that changes it (`netlink`), the routes a previous run left there
+//! (`adopted`, pure), and the kernel events that show it changed behind our back
+//! (`monitor`).
 
+pub mod adopted;
 pub mod diff;
+pub mod monitor;
 pub mod netlink;
 pub mod nexthop;

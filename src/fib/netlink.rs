@@ -89,6 +89,30 @@ struct Channel {
     fd: OwnedFd,
     out: Vec<u8>,
     chunk: usize,
+    /// The netlink port the kernel gave the socket; it stamps it on the route events our
+    /// own requests cause.
+    port: u32,
+}
+
+/// Binds a netlink socket to a kernel-chosen port and returns that port.
+fn bind_port(fd: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: sockaddr_nl is plain old data; all zero is a valid value (port chosen by the
+    // kernel, no groups).
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let size = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: bind(2) and getsockname(2) with a pointer to and the size of our own
+    // sockaddr_nl.
+    unsafe {
+        if libc::bind(fd.as_raw_fd(), (&raw const address).cast(), size) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut length = size;
+        if libc::getsockname(fd.as_raw_fd(), (&raw mut address).cast(), &mut length) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(address.nl_pid)
 }
 
 impl Channel {
@@ -117,12 +141,14 @@ impl Channel {
         // The kernel's reason with each failure, where supported.
         let _ = setsockopt(&fd, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1);
         let sndbuf = getsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
+        let port = bind_port(&fd)?;
         // The kernel refuses a message longer than the send buffer less some overhead.
         let chunk = CHUNK.min((sndbuf as usize).saturating_sub(4096).max(16 << 10));
         Ok(Channel {
             fd,
             out: Vec::with_capacity(chunk + 4096),
             chunk,
+            port,
         })
     }
 
@@ -419,6 +445,12 @@ impl Fib {
 
     pub fn table(&self) -> u32 {
         self.table
+    }
+
+    /// The netlink ports of our sockets, which the kernel puts on the route events that
+    /// our own requests cause.
+    pub fn ports(&self) -> [u32; 2] {
+        [self.v4.port, self.v6.port]
     }
 
     pub fn mode(&self) -> Mode {

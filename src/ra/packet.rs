@@ -263,7 +263,8 @@ impl NdOption {
                 let prefix =
                     Ipv6Net::new(addr(&body[14..]), body[0]).map_err(|_| malformed.clone())?;
                 NdOption::PrefixInformation(PrefixInformation {
-                    prefix,
+                    // RFC 4861 4.6.2: bits past the prefix length are ignored by the receiver.
+                    prefix: prefix.trunc(),
                     on_link: body[1] & 0x80 != 0,
                     autonomous: body[1] & 0x40 != 0,
                     valid_lifetime: be32(&body[2..]),
@@ -298,7 +299,10 @@ impl NdOption {
             },
             OPT_DNSSL if body.len() >= 14 => NdOption::Dnssl {
                 lifetime: be32(&body[2..]),
-                domains: decode_dns_names(&body[6..]).ok_or(malformed)?,
+                // RFC 8106 5.2: one or more domain names; padding alone is malformed.
+                domains: decode_dns_names(&body[6..])
+                    .filter(|names| !names.is_empty())
+                    .ok_or(malformed)?,
             },
             OPT_PREF64 if body.len() == 14 => {
                 let word = u16::from_be_bytes([body[0], body[1]]);
@@ -388,7 +392,12 @@ fn decode_dns_names(mut data: &[u8]) -> Option<Vec<String>> {
             if len > 63 || data.len() < len as usize {
                 return None;
             }
-            labels.push(std::str::from_utf8(&data[..len as usize]).ok()?.to_string());
+            let label = std::str::from_utf8(&data[..len as usize]).ok()?;
+            // A dot inside a label has no unescaped text form: "a.b" would read as two.
+            if label.contains('.') {
+                return None;
+            }
+            labels.push(label.to_string());
             data = &data[len as usize..];
         }
         names.push(labels.join("."));

@@ -138,6 +138,26 @@ impl Lab {
         try_sh(&full)
     }
 
+    /// Runs `f` on a thread that has entered network namespace `ns` (for sockets the test
+    /// opens itself).
+    pub fn in_namespace<T: Send + 'static>(
+        &self,
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on a namespace file we opened, for this thread only.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
     pub fn addr(&self, ns: &str, dev: &str, cidr: &str) {
         self.exec(ns, &["ip", "addr", "add", cidr, "dev", dev, "nodad"]);
     }
@@ -165,7 +185,13 @@ impl Lab {
     }
 
     pub fn spawn(&mut self, ns: &str, label: &str, args: &[&str]) {
-        let log = fs::File::create(self.dir.join(format!("{label}.log"))).unwrap();
+        // Appended to, so that a process started again under the same label keeps the
+        // earlier run's lines.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{label}.log")))
+            .unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(args)
@@ -186,6 +212,39 @@ impl Lab {
         }
     }
 
+    /// Sends a signal to a spawned process by label (`ip netns exec` execs it, so the
+    /// child's pid is the process's own).
+    pub fn signal(&self, label: &str, signal: &str) {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no process {label}"));
+        sh(&["kill", &format!("-{signal}"), &child.id().to_string()]);
+    }
+
+    /// Whether the process spawned under `label` still runs.
+    pub fn running(&mut self, label: &str) -> bool {
+        self.children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .is_some_and(|(_, child)| child.try_wait().is_ok_and(|s| s.is_none()))
+    }
+
+    /// Rewrites cilium-peer's config file and makes it reload (SIGHUP), waiting until the
+    /// log says the new config is in place.
+    pub fn reload_cilium_peer(&self, config: &str) {
+        let reloads = |log: String| log.matches("config reloaded").count();
+        let before = reloads(self.log("cilium-peer"));
+        self.write("config.json", config);
+        self.signal("cilium-peer", "HUP");
+        wait_for(
+            &format!("cilium-peer to reload\n{}", self.log("cilium-peer")),
+            Duration::from_secs(10),
+            || (reloads(self.log("cilium-peer")) > before).then_some(()),
+        );
+    }
+
     pub fn log(&self, label: &str) -> String {
         fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
     }
@@ -199,14 +258,18 @@ impl Lab {
     /// Starts cilium-peer in the host namespace with this config (control socket in the
     /// lab dir) and waits until it answers `show peers`.
     pub fn start_cilium_peer(&mut self, config: &str) {
+        self.start_cilium_peer_with_env(config, &[]);
+    }
+
+    /// As `start_cilium_peer`, with these `NAME=value` environment variables.
+    pub fn start_cilium_peer_with_env(&mut self, config: &str, env: &[&str]) {
         let path = self.write("config.json", config);
         let bin = env!("CARGO_BIN_EXE_cilium-peer");
         let host = self.host.clone();
-        self.spawn(
-            &host,
-            "cilium-peer",
-            &[bin, "run", "--config", path.to_str().unwrap()],
-        );
+        let mut args = vec!["env"];
+        args.extend_from_slice(env);
+        args.extend_from_slice(&[bin, "run", "--config", path.to_str().unwrap()]);
+        self.spawn(&host, "cilium-peer", &args);
         let socket = self.socket();
         wait_for(
             "cilium-peer's control socket",
@@ -348,35 +411,66 @@ impl Drop for Lab {
 
 /// GoBGP configured as Cilium's embedded speaker (see peers.md).
 pub struct GoBgpNode {
-    pub router_id: &'static str,
+    pub router_id: String,
     pub asn: u32,
     pub peer_asn: u32,
-    pub neighbor: &'static str,
-    pub local_address: Option<&'static str>,
+    pub neighbor: String,
+    pub local_address: Option<String>,
     pub graceful_restart: bool,
+    /// The restart time it advertises (GoBGP's and Cilium's default: 120 s).
+    pub restart_time: u16,
+    /// Starts with the session administratively down (`gobgp neighbor ADDR enable` starts
+    /// it), so that routes can be added before the session comes up.
+    pub admin_down: bool,
     pub hold_time: u32,
+    /// TCP-MD5 key (`auth-password`).
+    pub auth_password: Option<&'static str>,
+    /// GTSM: send with TTL 255, accept only 255 (`ttl-security`).
+    pub ttl_security: bool,
 }
 
 impl GoBgpNode {
-    pub fn cilium(router_id: &'static str, neighbor: &'static str, local: &'static str) -> Self {
+    pub fn cilium(router_id: &str, neighbor: &str, local: &str) -> Self {
         GoBgpNode {
-            router_id,
+            router_id: router_id.to_string(),
             asn: 65100,
             peer_asn: 65100,
-            neighbor,
-            local_address: Some(local),
+            neighbor: neighbor.to_string(),
+            local_address: Some(local.to_string()),
             graceful_restart: true,
+            restart_time: 120,
+            admin_down: false,
             hold_time: 90,
+            auth_password: None,
+            ttl_security: false,
         }
     }
 
     fn toml(&self) -> String {
         let local = self
             .local_address
+            .as_ref()
             .map(|a| format!("  [neighbors.transport.config]\n    local-address = \"{a}\"\n"))
             .unwrap_or_default();
         let gr = if self.graceful_restart {
-            "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n    notification-enabled = true\n"
+            format!(
+                "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = {}\n    notification-enabled = true\n",
+                self.restart_time
+            )
+        } else {
+            String::new()
+        };
+        let admin_down = if self.admin_down {
+            "    admin-down = true\n"
+        } else {
+            ""
+        };
+        let auth = self
+            .auth_password
+            .map(|p| format!("    auth-password = \"{p}\"\n"))
+            .unwrap_or_default();
+        let ttl = if self.ttl_security {
+            "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = 255\n"
         } else {
             ""
         };
@@ -397,7 +491,7 @@ impl GoBgpNode {
   [neighbors.config]
     neighbor-address = "{neighbor}"
     peer-as = {peer_asn}
-{local}  [neighbors.timers.config]
+{admin_down}{auth}{local}{ttl}  [neighbors.timers.config]
     connect-retry = 1
     hold-time = {hold}
     keepalive-interval = {keepalive}
@@ -461,4 +555,75 @@ pub fn link_local(lab: &Lab, ns: &str, dev: &str) -> String {
         .find_map(|w| w[1].split('/').next())
         .unwrap_or_else(|| panic!("no link-local address on {dev} in {ns}: {out}"))
         .to_string()
+}
+
+impl Lab {
+    /// Starts BIRD 2 in the foreground in `ns` with this config; `birdc(ns, ...)` talks to it.
+    pub fn start_bird(&mut self, ns: &str, config: &str) {
+        let conf = self.write(&format!("{ns}-bird.conf"), config);
+        let socket = self.dir.join(format!("{ns}-bird.ctl"));
+        let pid = self.dir.join(format!("{ns}-bird.pid"));
+        let args = [
+            "bird",
+            "-f",
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            socket.to_str().unwrap(),
+            "-P",
+            pid.to_str().unwrap(),
+        ];
+        self.spawn(ns, &format!("bird-{ns}"), &args);
+        wait_for("BIRD's control socket", Duration::from_secs(10), || {
+            self.try_exec(
+                ns,
+                &["birdc", "-s", socket.to_str().unwrap(), "show", "status"],
+            )
+            .status
+            .success()
+            .then_some(())
+        });
+    }
+
+    pub fn birdc(&self, ns: &str, args: &[&str]) -> String {
+        let socket = self.dir.join(format!("{ns}-bird.ctl"));
+        let mut full = vec!["birdc", "-s", socket.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.exec(ns, &full)
+    }
+}
+
+impl Lab {
+    /// Node `n` (1..=9) on the bridge, `192.0.2.1n` and `2001:db8:1::1n`, with GoBGP
+    /// configured as Cilium's speaker peering with the host over IPv6; waits until its
+    /// session is Established when cilium-peer already runs.
+    pub fn cilium_node(&mut self, n: u8, graceful_restart: bool) -> String {
+        let v4 = format!("192.0.2.1{n}");
+        let v6 = format!("2001:db8:1::1{n}");
+        let ns = self.node(&n.to_string(), &[&format!("{v4}/24"), &format!("{v6}/64")]);
+        let mut gobgp = GoBgpNode::cilium(&v4, "2001:db8:1::1", &v6);
+        gobgp.graceful_restart = graceful_restart;
+        self.start_gobgp(&ns, &gobgp);
+        if self.socket().exists() {
+            self.wait_gobgp_established(&ns);
+        }
+        ns
+    }
+
+    /// `gobgp global rib add` as Cilium does it (next hop left to GoBGP: the session's
+    /// own address).
+    pub fn announce(&self, ns: &str, prefix: &str) {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.gobgp(
+            ns,
+            &[
+                "global", "rib", "add", "-a", family, prefix, "origin", "igp",
+            ],
+        );
+    }
+
+    pub fn withdraw(&self, ns: &str, prefix: &str) {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.gobgp(ns, &["global", "rib", "del", "-a", family, prefix]);
+    }
 }

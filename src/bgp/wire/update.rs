@@ -405,6 +405,9 @@ impl<'c> AttributeParser<'c> {
                 .take()
                 .map(|path| aspath::merge_as4_path(path, as4));
         }
+        // The encoder writes attributes in type code order (RFC 4271 5); keeping unknown
+        // ones in that order too makes a decoded UPDATE equal to its re-encoding's.
+        a.unknown.sort_by_key(|raw| raw.type_code);
         (self.attributes, self.treat_as_withdraw)
     }
 }
