@@ -305,10 +305,6 @@ impl Objects {
         self.by_id.clear();
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.by_id.keys().copied()
-    }
-
     /// The next hops object `id` stands for (a group's members, sorted).
     pub fn next_hops(&self, id: u32) -> Vec<NextHop> {
         let mut hops = match self.get(id) {
