@@ -186,22 +186,27 @@ impl Channel {
         failures
     }
 
+    /// One non-blocking receive into `buffer`: the bytes read, or the socket's error.
+    fn recv(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: receives into a buffer we own, at most its length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
     /// Reads the failure reports already queued on the socket.
     fn drain(&self, failures: &mut Vec<(i32, Vec<u8>)>) {
         let mut buffer = vec![0u8; 256 << 10];
         loop {
-            // SAFETY: receives into a buffer we own.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
+            let n = match self.recv(&mut buffer) {
+                Ok(n) => n,
+                Err(error) => match error.raw_os_error() {
                     Some(libc::EAGAIN) => return,
                     Some(libc::EINTR) => continue,
                     // Reports were lost: say so, unattributed.
@@ -212,9 +217,9 @@ impl Channel {
                         }
                         continue;
                     }
-                }
-            }
-            for (kind, payload) in messages(&buffer[..n as usize]) {
+                },
+            };
+            for (kind, payload) in messages(&buffer[..n]) {
                 if kind == NLMSG_ERROR && payload.len() >= 4 {
                     let code = i32::from_ne_bytes(payload[..4].try_into().unwrap());
                     if code != 0 {
@@ -274,23 +279,14 @@ impl Channel {
             if ready == 0 {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "netlink answer"));
             }
-            // SAFETY: receives into a buffer we own.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let error = io::Error::last_os_error();
-                match error.raw_os_error() {
+            let n = match self.recv(&mut buffer) {
+                Ok(n) => n,
+                Err(error) => match error.raw_os_error() {
                     Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
                     _ => return Err(error),
-                }
-            }
-            for (kind, payload) in messages(&buffer[..n as usize]) {
+                },
+            };
+            for (kind, payload) in messages(&buffer[..n]) {
                 if each(kind, payload) {
                     return Ok(());
                 }
