@@ -32,7 +32,7 @@ use crate::fib::netlink::{Fib, FibError};
 use crate::metrics;
 use crate::policy::{PeerLink, Rejection};
 use crate::ra;
-use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
+use crate::rib::{Afi, FibChange, NextHop, NextHops, PeerId, PeerInfo, Rib};
 
 /// Route changes queued before the event loop flushes them even though it is busy.
 const FIB_BATCH: usize = 32_768;
@@ -776,8 +776,8 @@ impl Daemon {
                 next_hops: self
                     .rib
                     .best(&prefix)
-                    .map(<[_]>::to_vec)
-                    .unwrap_or_default(),
+                    .cloned()
+                    .unwrap_or_else(|| NextHops::from([])),
                 prefix,
             })
             .collect();
@@ -855,10 +855,11 @@ impl Daemon {
             return;
         };
         let found = if deleted { Vec::new() } else { found };
-        let want = self
-            .adopted
-            .desired(&prefix, self.rib.best(&prefix).unwrap_or_default());
-        if found == want {
+        let want = self.adopted.desired(
+            &prefix,
+            self.rib.best(&prefix).unwrap_or(&NextHops::from([])),
+        );
+        if *found == *want {
             return;
         }
         self.repairs += 1;
@@ -898,7 +899,7 @@ impl Daemon {
         let desired: Vec<(IpNet, Vec<NextHop>)> = self
             .rib
             .installed()
-            .map(|(p, h)| (*p, h.to_vec()))
+            .map(|(p, h)| (p, h.to_vec()))
             .chain(self.adopted.iter().map(|(p, h)| (*p, h.to_vec())))
             .collect();
         let mut errors = Vec::new();
@@ -926,7 +927,7 @@ impl Daemon {
     fn ours(&self) -> BTreeSet<IpNet> {
         self.rib
             .installed()
-            .map(|(p, _)| *p)
+            .map(|(p, _)| p)
             .chain(self.adopted.iter().map(|(p, _)| *p))
             .collect()
     }
@@ -1238,7 +1239,7 @@ impl Daemon {
         let mut routes: BTreeMap<IpNet, Vec<NextHop>> = self
             .rib
             .installed()
-            .map(|(p, h)| (*p, self.adopted.desired(p, h)))
+            .map(|(p, h)| (p, self.adopted.desired(&p, h).to_vec()))
             .collect();
         for (prefix, hops) in self.adopted.iter() {
             routes.entry(*prefix).or_insert_with(|| hops.to_vec());

@@ -33,19 +33,25 @@
 //!
 //! # Memory and CPU
 //!
-//! Prefixes live in a `HashMap<IpNet, _>`: announce and withdraw, the hot path for 200,000+
-//! prefixes, are O(1) lookups; only displays and bulk changes need an order, and those sort
-//! what they return. Each prefix holds a `Vec` of its paths (one allocation of exactly one
-//! path in the common case) and its installed next-hop set, interned and shared by every
-//! prefix with the same set. Path attributes are interned too, so one `PathAttrs` is held
-//! per distinct value however many UPDATEs carried it. Bulk operations (peer removal, stale
-//! marking and sweeping) walk the table and stop as soon as the peer's paths are all seen.
+//! A pod CIDR has one path (its node's), and the RIB is laid out for that: one hash table
+//! per family, keyed by the prefix, whose 16-byte entry holds the single path inline (peer,
+//! next hop and attributes as `u32` handles, flags); only a prefix with several paths (a
+//! LoadBalancer IP) gets a heap allocation. Next-hop sets and attribute sets are interned
+//! with reference counts, so each distinct value is held once and leaves when the last path
+//! using it goes; a single next hop is itself a set, so a path's next hop is also its
+//! prefix's installed set and [`FibChange`]s share it instead of copying. Announce and
+//! withdraw, the hot path for 200,000+ prefixes, are O(1); displays and bulk changes sort
+//! what they return. The tables hash with foldhash, seeded per process.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+use std::collections::hash_map::{Entry as MapEntry, HashMap};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use ipnet::IpNet;
+use foldhash::fast::RandomState;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The caller's handle for a BGP session.
 pub type PeerId = u32;
@@ -103,12 +109,14 @@ pub struct Path {
     pub attrs: Arc<PathAttrs>,
 }
 
+/// A set of next hops, sorted, without duplicates; shared, so passing it on is cheap.
+pub type NextHops = Arc<[NextHop]>;
+
 /// Desired kernel state for one prefix after a change: empty `next_hops` removes the route.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct FibChange {
     pub prefix: IpNet,
-    /// Sorted, without duplicates.
-    pub next_hops: Vec<NextHop>,
+    pub next_hops: NextHops,
 }
 
 /// An address family, for graceful-restart End-of-RIB handling.
@@ -145,15 +153,27 @@ pub struct PeerCounts {
     pub installed: usize,
 }
 
+type Table<K> = HashMap<K, Entry, RandomState>;
+
 /// The Loc-RIB: see the module documentation.
 #[derive(Debug)]
 pub struct Rib {
+    v4: Table<Ipv4Net>,
+    v6: Table<Ipv6Net>,
+    shared: Shared,
+}
+
+/// Everything but the prefix tables: what the decision process and the bookkeeping of
+/// every entry need.
+#[derive(Debug)]
+struct Shared {
     multipath: bool,
-    prefixes: HashMap<IpNet, Entry>,
     peers: BTreeMap<PeerId, Peer>,
-    attrs: AttrsInterner,
-    next_hop_sets: NextHopSets,
+    /// Next-hop sets: every path's next hop (as a set of one) and every installed ECMP set.
+    sets: Interner<NextHops>,
+    attrs: Interner<PathAttrs>,
     scratch: Scratch,
+    empty: NextHops,
 }
 
 #[derive(Debug)]
@@ -165,11 +185,16 @@ struct Peer {
     stale: [usize; 2],
 }
 
-/// A path as the RIB keeps it.
-#[derive(Debug)]
+/// A handle to an interned value.
+type Handle = u32;
+
+/// A path as the RIB keeps it: 16 bytes.
+#[derive(Clone, Copy, Debug)]
 struct RibPath {
-    path: Path,
     peer: PeerId,
+    /// The next hop, as a set of one in `Shared::sets`.
+    next_hop: Handle,
+    attrs: Handle,
     stale: bool,
     /// In the installed set (the best path, or one of the ECMP set).
     selected: bool,
@@ -177,12 +202,20 @@ struct RibPath {
     candidate: bool,
 }
 
+/// A prefix's paths: inline when there is one (it is then selected, and its next hop is the
+/// installed set), on the heap when there are more.
 #[derive(Debug)]
-struct Entry {
-    /// At most one per peer, in no particular order.
+enum Entry {
+    One(RibPath),
+    Many(Box<Many>),
+}
+
+#[derive(Debug)]
+struct Many {
+    /// At least two, at most one per peer, in no particular order.
     paths: Vec<RibPath>,
-    /// `None` only while an entry is being created or emptied.
-    installed: Option<Arc<[NextHop]>>,
+    /// The installed set, in `Shared::sets`.
+    installed: Handle,
 }
 
 /// Reused buffers, so that the decision process does not allocate.
@@ -193,148 +226,374 @@ struct Scratch {
     lowest_med: Vec<(Option<u32>, u32)>,
 }
 
-/// Interned `PathAttrs`. Values no path uses any more are dropped by a sweep whenever the
-/// set has doubled since the last one, so the set stays within twice what is in use.
+/// Values held once each, with a count of their users; a value leaves when its last user
+/// releases it, and its handle is reused.
 #[derive(Debug)]
-struct AttrsInterner {
-    set: HashSet<Arc<PathAttrs>>,
-    sweep_at: usize,
+struct Interner<T> {
+    handles: HashMap<T, Handle, RandomState>,
+    slots: Vec<(T, u32)>,
+    free: Vec<Handle>,
 }
 
-const ATTRS_MIN_SWEEP: usize = 1024;
-
-impl AttrsInterner {
+impl<T: Hash + Eq + Clone> Interner<T> {
     fn new() -> Self {
-        AttrsInterner {
-            set: HashSet::new(),
-            sweep_at: ATTRS_MIN_SWEEP,
+        Interner {
+            handles: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
         }
     }
 
-    fn intern(&mut self, attrs: Arc<PathAttrs>) -> Arc<PathAttrs> {
-        if let Some(known) = self.set.get(&*attrs) {
-            return Arc::clone(known);
+    /// The handle of `value` (made with `make` if it is new), with one more user.
+    fn hold<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> T) -> Handle
+    where
+        T: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(&handle) = self.handles.get(value) {
+            self.slots[handle as usize].1 += 1;
+            return handle;
         }
-        if self.set.len() >= self.sweep_at {
-            self.set.retain(|a| Arc::strong_count(a) > 1);
-            self.sweep_at = (2 * self.set.len()).max(ATTRS_MIN_SWEEP);
+        let value = make(value);
+        let handle = match self.free.pop() {
+            Some(handle) => {
+                self.slots[handle as usize] = (value.clone(), 1);
+                handle
+            }
+            None => {
+                self.slots.push((value.clone(), 1));
+                Handle::try_from(self.slots.len() - 1).expect("fewer than 2^32 interned values")
+            }
+        };
+        self.handles.insert(value, handle);
+        handle
+    }
+
+    /// One more user for `handle`.
+    fn hold_again(&mut self, handle: Handle) {
+        self.slots[handle as usize].1 += 1;
+    }
+
+    /// One user fewer for `handle`.
+    fn release(&mut self, handle: Handle) {
+        let (value, users) = &mut self.slots[handle as usize];
+        *users -= 1;
+        if *users == 0 {
+            self.handles.remove(value);
+            self.free.push(handle);
         }
-        self.set.insert(Arc::clone(&attrs));
-        attrs
+    }
+
+    fn get(&self, handle: Handle) -> &T {
+        &self.slots[handle as usize].0
+    }
+
+    /// Distinct values held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.handles.len()
     }
 }
 
-/// Interned installed next-hop sets. Only the RIB holds them, so a set leaves the interner
-/// as soon as the last prefix using it lets go.
-#[derive(Debug, Default)]
-struct NextHopSets(HashSet<Arc<[NextHop]>>);
+/// A prefix table's key: one family's prefixes.
+trait Key: Copy + Eq + Hash + Into<IpNet> {}
+impl Key for Ipv4Net {}
+impl Key for Ipv6Net {}
 
-impl NextHopSets {
-    fn intern(&mut self, next_hops: &[NextHop]) -> Arc<[NextHop]> {
-        if let Some(known) = self.0.get(next_hops) {
-            return Arc::clone(known);
-        }
-        let set: Arc<[NextHop]> = Arc::from(next_hops);
-        self.0.insert(Arc::clone(&set));
-        set
+impl Shared {
+    fn attrs_of(&self, path: &RibPath) -> &PathAttrs {
+        self.attrs.get(path.attrs)
     }
 
-    fn release(&mut self, set: Arc<[NextHop]>) {
-        // One reference in the interner, one here: nobody else uses it.
-        if Arc::strong_count(&set) == 2 {
-            self.0.remove(&*set);
+    fn ebgp(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.info.ebgp)
+    }
+
+    fn change(&self, prefix: IpNet, set: Handle) -> FibChange {
+        FibChange {
+            prefix,
+            next_hops: Arc::clone(self.sets.get(set)),
         }
     }
-}
 
-/// Everything the decision process needs besides the entry itself.
-struct Decider<'a> {
-    peers: &'a mut BTreeMap<PeerId, Peer>,
-    next_hop_sets: &'a mut NextHopSets,
-    scratch: &'a mut Scratch,
-    multipath: bool,
-}
-
-impl Decider<'_> {
-    /// Runs the decision process for `prefix` after its paths changed, updates the selected
-    /// marks and per-peer installed counts, and returns the change of its installed set.
-    fn update(&mut self, prefix: IpNet, entry: &mut Entry) -> Option<FibChange> {
-        if entry.paths.is_empty() {
-            let old = entry.installed.take()?;
-            self.next_hop_sets.release(old);
-            return Some(FibChange {
-                prefix,
-                next_hops: Vec::new(),
-            });
+    fn removal(&self, prefix: IpNet) -> FibChange {
+        FibChange {
+            prefix,
+            next_hops: Arc::clone(&self.empty),
         }
-        let best = decide(&mut entry.paths, self.peers, &mut self.scratch.lowest_med);
-        let best = &entry.paths[best];
-        let (best_pref, best_len) = (best.path.attrs.local_pref, best.path.attrs.as_path_len);
-        let (best_peer, best_ebgp) = (best.peer, ebgp_of(self.peers, best.peer));
-        let next_hops = &mut self.scratch.next_hops;
-        next_hops.clear();
-        for p in entry.paths.iter_mut() {
-            let selected = if self.multipath {
-                let a = &p.path.attrs;
-                a.local_pref == best_pref
-                    && a.as_path_len == best_len
-                    && ebgp_of(self.peers, p.peer) == best_ebgp
-            } else {
-                p.peer == best_peer
-            };
-            if selected != p.selected {
-                p.selected = selected;
-                if let Some(peer) = self.peers.get_mut(&p.peer) {
-                    if selected {
-                        peer.installed += 1;
-                    } else {
-                        peer.installed -= 1;
-                    }
+    }
+
+    /// The installed set of `entry`.
+    fn installed(&self, entry: &Entry) -> &NextHops {
+        match entry {
+            Entry::One(path) => self.sets.get(path.next_hop),
+            Entry::Many(many) => self.sets.get(many.installed),
+        }
+    }
+
+    /// Takes a path that left the RIB off its peer's counts and its values' users.
+    fn forget(&mut self, afi: Afi, path: RibPath) {
+        if let Some(state) = self.peers.get_mut(&path.peer) {
+            state.received -= 1;
+            if path.selected {
+                state.installed -= 1;
+            }
+            if path.stale {
+                state.stale[afi.index()] -= 1;
+            }
+        }
+        self.sets.release(path.next_hop);
+        self.attrs.release(path.attrs);
+    }
+
+    /// Marks `path` selected or not, keeping its peer's installed count.
+    fn select(&mut self, path: &mut RibPath, selected: bool) {
+        if path.selected != selected {
+            path.selected = selected;
+            if let Some(peer) = self.peers.get_mut(&path.peer) {
+                if selected {
+                    peer.installed += 1;
+                } else {
+                    peer.installed -= 1;
                 }
             }
+        }
+    }
+
+    /// Brings `entry` (not empty) in line after its paths changed: back to one inline path
+    /// when one is left, otherwise the decision process is run again. Returns the change of
+    /// its installed set.
+    fn settle(&mut self, prefix: IpNet, entry: &mut Entry) -> Option<FibChange> {
+        let Entry::Many(many) = entry else {
+            return None;
+        };
+        if many.paths.len() > 1 {
+            return self.decide(prefix, many);
+        }
+        let mut last = many.paths[0];
+        let old = many.installed;
+        self.select(&mut last, true);
+        *entry = Entry::One(last);
+        self.sets.release(old);
+        (old != last.next_hop).then(|| self.change(prefix, last.next_hop))
+    }
+
+    /// Runs the decision process for a prefix with several paths, updates the selected
+    /// marks and per-peer installed counts, and returns the change of its installed set.
+    fn decide(&mut self, prefix: IpNet, many: &mut Many) -> Option<FibChange> {
+        let mut lowest_med = std::mem::take(&mut self.scratch.lowest_med);
+        let best = best_path(&mut many.paths, self, &mut lowest_med);
+        self.scratch.lowest_med = lowest_med;
+        let best = many.paths[best];
+        let best_attrs = self.attrs_of(&best);
+        let (best_pref, best_len) = (best_attrs.local_pref, best_attrs.as_path_len);
+        let best_ebgp = self.ebgp(best.peer);
+        let mut next_hops = std::mem::take(&mut self.scratch.next_hops);
+        next_hops.clear();
+        for i in 0..many.paths.len() {
+            let p = many.paths[i];
+            let selected = if self.multipath {
+                let a = self.attrs_of(&p);
+                a.local_pref == best_pref
+                    && a.as_path_len == best_len
+                    && self.ebgp(p.peer) == best_ebgp
+            } else {
+                p.peer == best.peer
+            };
+            self.select(&mut many.paths[i], selected);
             if selected {
-                next_hops.push(p.path.next_hop);
+                next_hops.extend_from_slice(self.sets.get(p.next_hop));
             }
         }
         next_hops.sort_unstable();
         next_hops.dedup();
-        if entry.installed.as_deref() == Some(&next_hops[..]) {
+        let change = if **self.sets.get(many.installed) == next_hops[..] {
+            None
+        } else {
+            let new = self.sets.hold(&next_hops[..], |s| Arc::from(s));
+            self.sets
+                .release(std::mem::replace(&mut many.installed, new));
+            Some(self.change(prefix, new))
+        };
+        self.scratch.next_hops = next_hops;
+        change
+    }
+
+    /// `peer` (known) announces the path (`next_hop`, `attrs`: handles this call owns) to
+    /// `key` in `table`.
+    fn announce<K: Key>(
+        &mut self,
+        table: &mut Table<K>,
+        key: K,
+        new: RibPath,
+    ) -> Option<FibChange> {
+        let prefix: IpNet = key.into();
+        let afi = Afi::of(&prefix);
+        let entry = match table.entry(key) {
+            MapEntry::Vacant(vacant) => {
+                let peer = self.peers.get_mut(&new.peer)?;
+                peer.received += 1;
+                peer.installed += 1;
+                vacant.insert(Entry::One(RibPath {
+                    selected: true,
+                    ..new
+                }));
+                return Some(self.change(prefix, new.next_hop));
+            }
+            MapEntry::Occupied(occupied) => occupied.into_mut(),
+        };
+        let known = match entry {
+            Entry::One(path) if path.peer == new.peer => Some(path),
+            Entry::One(_) => None,
+            Entry::Many(many) => many.paths.iter_mut().find(|p| p.peer == new.peer),
+        };
+        match known {
+            Some(known) => {
+                let was_stale = std::mem::replace(&mut known.stale, false);
+                let same = known.next_hop == new.next_hop && known.attrs == new.attrs;
+                let old_next_hop = std::mem::replace(&mut known.next_hop, new.next_hop);
+                let old_attrs = std::mem::replace(&mut known.attrs, new.attrs);
+                self.sets.release(old_next_hop);
+                self.attrs.release(old_attrs);
+                if was_stale && let Some(peer) = self.peers.get_mut(&new.peer) {
+                    peer.stale[afi.index()] -= 1;
+                }
+                if same && !was_stale {
+                    return None;
+                }
+                match entry {
+                    Entry::One(_) => {
+                        (old_next_hop != new.next_hop).then(|| self.change(prefix, new.next_hop))
+                    }
+                    Entry::Many(many) => self.decide(prefix, many),
+                }
+            }
+            None => {
+                if let Some(peer) = self.peers.get_mut(&new.peer) {
+                    peer.received += 1;
+                }
+                if let Entry::One(first) = *entry {
+                    self.sets.hold_again(first.next_hop);
+                    *entry = Entry::Many(Box::new(Many {
+                        paths: Vec::with_capacity(2),
+                        installed: first.next_hop,
+                    }));
+                    if let Entry::Many(many) = entry {
+                        many.paths.push(first);
+                    }
+                }
+                let Entry::Many(many) = entry else {
+                    unreachable!("the entry has just become one of several paths")
+                };
+                many.paths.push(new);
+                self.decide(prefix, many)
+            }
+        }
+    }
+
+    /// `peer` withdraws its path to `key` in `table`.
+    fn withdraw<K: Key>(
+        &mut self,
+        table: &mut Table<K>,
+        key: K,
+        peer: PeerId,
+    ) -> Option<FibChange> {
+        let prefix: IpNet = key.into();
+        let afi = Afi::of(&prefix);
+        let MapEntry::Occupied(mut occupied) = table.entry(key) else {
             return None;
+        };
+        match occupied.get_mut() {
+            Entry::One(path) if path.peer == peer => {
+                let path = *path;
+                occupied.remove();
+                self.forget(afi, path);
+                Some(self.removal(prefix))
+            }
+            Entry::One(_) => None,
+            Entry::Many(many) => {
+                let i = many.paths.iter().position(|p| p.peer == peer)?;
+                let gone = many.paths.swap_remove(i);
+                self.forget(afi, gone);
+                self.settle(prefix, occupied.get_mut())
+            }
         }
-        let new = self.next_hop_sets.intern(next_hops);
-        if let Some(old) = entry.installed.replace(new) {
-            self.next_hop_sets.release(old);
+    }
+
+    /// Removes `peer`'s paths in `table` that `stale_only` names (all, or the stale ones),
+    /// at most `left` of them, adding the changes to `changes`.
+    fn remove_paths<K: Key>(
+        &mut self,
+        table: &mut Table<K>,
+        peer: PeerId,
+        stale_only: bool,
+        mut left: usize,
+        changes: &mut Vec<FibChange>,
+    ) {
+        let goes = |p: &RibPath| p.peer == peer && (p.stale || !stale_only);
+        table.retain(|key, entry| {
+            if left == 0 {
+                return true;
+            }
+            let prefix: IpNet = (*key).into();
+            let afi = Afi::of(&prefix);
+            match entry {
+                Entry::One(path) => {
+                    if !goes(path) {
+                        return true;
+                    }
+                    left -= 1;
+                    self.forget(afi, *path);
+                    changes.push(self.removal(prefix));
+                    false
+                }
+                Entry::Many(many) => {
+                    if let Some(i) = many.paths.iter().position(goes) {
+                        left -= 1;
+                        let gone = many.paths.swap_remove(i);
+                        self.forget(afi, gone);
+                        changes.extend(self.settle(prefix, entry));
+                    }
+                    true
+                }
+            }
+        });
+    }
+
+    /// Runs the decision again for every prefix with several paths that `which` accepts.
+    fn decide_again<K: Key>(
+        &mut self,
+        table: &mut Table<K>,
+        which: impl Fn(&Many) -> bool,
+        changes: &mut Vec<FibChange>,
+    ) {
+        for (key, entry) in table.iter_mut() {
+            if let Entry::Many(many) = entry
+                && which(many)
+            {
+                changes.extend(self.decide((*key).into(), many));
+            }
         }
-        Some(FibChange {
-            prefix,
-            next_hops: next_hops.clone(),
-        })
     }
 }
 
-fn ebgp_of(peers: &BTreeMap<PeerId, Peer>, peer: PeerId) -> bool {
-    peers.get(&peer).is_some_and(|p| p.info.ebgp)
-}
-
-/// RFC 4271 9.1.2.2 as eliminations over `paths` (not empty); returns the index of the
+/// RFC 4271 9.1.2.2 as eliminations over `paths` (at least two); returns the index of the
 /// best path. Uses and clobbers the `candidate` marks.
-fn decide(
+fn best_path(
     paths: &mut [RibPath],
-    peers: &BTreeMap<PeerId, Peer>,
+    shared: &Shared,
     lowest_med: &mut Vec<(Option<u32>, u32)>,
 ) -> usize {
-    if paths.len() == 1 {
-        return 0;
-    }
     for p in paths.iter_mut() {
         p.candidate = true;
     }
-    keep_lowest(paths, |p| std::cmp::Reverse(p.path.attrs.local_pref));
-    keep_lowest(paths, |p| p.path.attrs.as_path_len);
-    keep_lowest(paths, |p| p.path.attrs.origin);
-    keep_lowest_med_per_neighbor_as(paths, lowest_med);
-    keep_lowest(paths, |p| !ebgp_of(peers, p.peer));
-    let info = |p: &RibPath| peers.get(&p.peer).map(|peer| peer.info);
+    let attrs = |p: &RibPath| shared.attrs_of(p);
+    keep_lowest(paths, |p| std::cmp::Reverse(attrs(p).local_pref));
+    keep_lowest(paths, |p| attrs(p).as_path_len);
+    keep_lowest(paths, |p| attrs(p).origin);
+    keep_lowest_med_per_neighbor_as(paths, shared, lowest_med);
+    keep_lowest(paths, |p| !shared.ebgp(p.peer));
+    let info = |p: &RibPath| shared.peers.get(&p.peer).map(|peer| peer.info);
     keep_lowest(paths, |p| info(p).map(|i| i.router_id));
     keep_lowest(paths, |p| info(p).map(|i| (i.address, i.id)));
     paths
@@ -357,20 +616,24 @@ fn keep_lowest<K: Ord>(paths: &mut [RibPath], key: impl Fn(&RibPath) -> K) {
 
 /// RFC 4271 9.1.2.2 c): removes candidates whose MED is higher than the lowest MED among
 /// candidates with the same neighbor AS.
-fn keep_lowest_med_per_neighbor_as(paths: &mut [RibPath], lowest: &mut Vec<(Option<u32>, u32)>) {
+fn keep_lowest_med_per_neighbor_as(
+    paths: &mut [RibPath],
+    shared: &Shared,
+    lowest: &mut Vec<(Option<u32>, u32)>,
+) {
     lowest.clear();
     for p in paths.iter().filter(|p| p.candidate) {
-        let (asn, med) = (p.path.attrs.neighbor_as, p.path.attrs.med);
-        match lowest.iter_mut().find(|(a, _)| *a == asn) {
-            Some((_, m)) => *m = (*m).min(med),
-            None => lowest.push((asn, med)),
+        let a = shared.attrs_of(p);
+        match lowest.iter_mut().find(|(asn, _)| *asn == a.neighbor_as) {
+            Some((_, m)) => *m = (*m).min(a.med),
+            None => lowest.push((a.neighbor_as, a.med)),
         }
     }
     for p in paths.iter_mut().filter(|p| p.candidate) {
-        let asn = p.path.attrs.neighbor_as;
+        let a = shared.attrs_of(p);
         if lowest
             .iter()
-            .any(|&(a, m)| a == asn && m < p.path.attrs.med)
+            .any(|&(asn, m)| asn == a.neighbor_as && m < a.med)
         {
             p.candidate = false;
         }
@@ -380,39 +643,30 @@ fn keep_lowest_med_per_neighbor_as(paths: &mut [RibPath], lowest: &mut Vec<(Opti
 impl Rib {
     pub fn new(multipath: bool) -> Self {
         Rib {
-            multipath,
-            prefixes: HashMap::new(),
-            peers: BTreeMap::new(),
-            attrs: AttrsInterner::new(),
-            next_hop_sets: NextHopSets::default(),
-            scratch: Scratch::default(),
-        }
-    }
-
-    fn split(&mut self) -> (&mut HashMap<IpNet, Entry>, Decider<'_>) {
-        (
-            &mut self.prefixes,
-            Decider {
-                peers: &mut self.peers,
-                next_hop_sets: &mut self.next_hop_sets,
-                scratch: &mut self.scratch,
-                multipath: self.multipath,
+            v4: Table::default(),
+            v6: Table::default(),
+            shared: Shared {
+                multipath,
+                peers: BTreeMap::new(),
+                sets: Interner::new(),
+                attrs: Interner::new(),
+                scratch: Scratch::default(),
+                empty: Arc::from([]),
             },
-        )
+        }
     }
 
     /// Turns multipath on or off; returns the resulting changes, by prefix.
     pub fn set_multipath(&mut self, on: bool) -> Vec<FibChange> {
-        if self.multipath == on {
+        if self.shared.multipath == on {
             return Vec::new();
         }
-        self.multipath = on;
-        let (prefixes, mut decider) = self.split();
-        let mut changes: Vec<FibChange> = prefixes
-            .iter_mut()
-            .filter(|(_, entry)| entry.paths.len() > 1)
-            .filter_map(|(prefix, entry)| decider.update(*prefix, entry))
-            .collect();
+        self.shared.multipath = on;
+        let mut changes = Vec::new();
+        self.shared
+            .decide_again(&mut self.v4, |_| true, &mut changes);
+        self.shared
+            .decide_again(&mut self.v6, |_| true, &mut changes);
         changes.sort_unstable_by_key(|c| c.prefix);
         changes
     }
@@ -421,9 +675,9 @@ impl Rib {
     /// neighbor is back while its paths are stale), its paths are kept, and the decision is
     /// run again for them if what the decision uses (address, router id, kind) changed.
     pub fn add_peer(&mut self, peer: PeerInfo) -> Vec<FibChange> {
-        match self.peers.get_mut(&peer.id) {
+        match self.shared.peers.get_mut(&peer.id) {
             None => {
-                self.peers.insert(
+                self.shared.peers.insert(
                     peer.id,
                     Peer {
                         info: peer,
@@ -437,18 +691,11 @@ impl Rib {
             Some(known) if known.info == peer => Vec::new(),
             Some(known) => {
                 known.info = peer;
-                let mut left = known.received;
-                let (prefixes, mut decider) = self.split();
+                // A prefix with one path keeps it whatever its peer is like.
+                let has = |many: &Many| many.paths.iter().any(|p| p.peer == peer.id);
                 let mut changes = Vec::new();
-                for (prefix, entry) in prefixes.iter_mut() {
-                    if left == 0 {
-                        break;
-                    }
-                    if entry.paths.iter().any(|p| p.peer == peer.id) {
-                        left -= 1;
-                        changes.extend(decider.update(*prefix, entry));
-                    }
-                }
+                self.shared.decide_again(&mut self.v4, has, &mut changes);
+                self.shared.decide_again(&mut self.v6, has, &mut changes);
                 changes.sort_unstable_by_key(|c| c.prefix);
                 changes
             }
@@ -458,68 +705,39 @@ impl Rib {
     /// `peer` announces `path` to `prefix`, replacing its previous path there (and making it
     /// fresh if it was stale). Announcements from a peer that was not added are ignored.
     pub fn announce(&mut self, peer: PeerId, prefix: IpNet, path: Path) -> Option<FibChange> {
-        let prefix = prefix.trunc();
-        let state = self.peers.get_mut(&peer)?;
-        let path = Path {
-            next_hop: path.next_hop,
-            attrs: self.attrs.intern(path.attrs),
-        };
-        let entry = self.prefixes.entry(prefix).or_insert_with(|| Entry {
-            paths: Vec::with_capacity(1),
-            installed: None,
-        });
-        match entry.paths.iter_mut().find(|p| p.peer == peer) {
-            Some(known) => {
-                if known.stale {
-                    known.stale = false;
-                    state.stale[Afi::of(&prefix).index()] -= 1;
-                } else if known.path == path {
-                    return None;
-                }
-                known.path = path;
-            }
-            None => {
-                entry.paths.push(RibPath {
-                    path,
-                    peer,
-                    stale: false,
-                    selected: false,
-                    candidate: false,
-                });
-                state.received += 1;
-            }
+        if !self.shared.peers.contains_key(&peer) {
+            return None;
         }
-        let mut decider = Decider {
-            peers: &mut self.peers,
-            next_hop_sets: &mut self.next_hop_sets,
-            scratch: &mut self.scratch,
-            multipath: self.multipath,
+        let shared = &mut self.shared;
+        let new = RibPath {
+            peer,
+            next_hop: shared
+                .sets
+                .hold(std::slice::from_ref(&path.next_hop), |s| Arc::from(s)),
+            attrs: shared.attrs.hold(&*path.attrs, PathAttrs::clone),
+            stale: false,
+            selected: false,
+            candidate: false,
         };
-        decider.update(prefix, entry)
+        match prefix.trunc() {
+            IpNet::V4(key) => shared.announce(&mut self.v4, key, new),
+            IpNet::V6(key) => shared.announce(&mut self.v6, key, new),
+        }
     }
 
     /// `peer` withdraws its path to `prefix`.
     pub fn withdraw(&mut self, peer: PeerId, prefix: IpNet) -> Option<FibChange> {
-        let prefix = prefix.trunc();
-        let (prefixes, mut decider) = self.split();
-        let entry = prefixes.get_mut(&prefix)?;
-        let i = entry.paths.iter().position(|p| p.peer == peer)?;
-        forget(decider.peers, prefix, entry.paths.swap_remove(i));
-        if entry.paths.capacity() > 4 && entry.paths.len() <= entry.paths.capacity() / 4 {
-            entry.paths.shrink_to_fit();
+        match prefix.trunc() {
+            IpNet::V4(key) => self.shared.withdraw(&mut self.v4, key, peer),
+            IpNet::V6(key) => self.shared.withdraw(&mut self.v6, key, peer),
         }
-        let change = decider.update(prefix, entry);
-        if entry.paths.is_empty() {
-            prefixes.remove(&prefix);
-        }
-        change
     }
 
     /// The session is gone without graceful restart: all its paths go, and the id is
     /// forgotten (a later `add_peer` with it starts from nothing). Changes come by prefix.
     pub fn remove_peer(&mut self, peer: PeerId) -> Vec<FibChange> {
         let changes = self.remove_paths(peer, Removal::All);
-        self.peers.remove(&peer);
+        self.shared.peers.remove(&peer);
         changes
     }
 
@@ -527,20 +745,14 @@ impl Rib {
     /// stale, until it re-announces them or [`Rib::sweep_stale`] removes them. The installed
     /// routes do not change: stale paths compete as equals.
     pub fn mark_stale(&mut self, peer: PeerId) {
-        let Some(state) = self.peers.get_mut(&peer) else {
+        let Some(state) = self.shared.peers.get_mut(&peer) else {
             return;
         };
-        let mut left = state.received - state.stale.iter().sum::<usize>();
-        for (prefix, entry) in self.prefixes.iter_mut() {
-            if left == 0 {
-                break;
-            }
-            if let Some(p) = entry.paths.iter_mut().find(|p| p.peer == peer && !p.stale) {
-                p.stale = true;
-                state.stale[Afi::of(prefix).index()] += 1;
-                left -= 1;
-            }
-        }
+        let left = state.received - state.stale.iter().sum::<usize>();
+        let v4 = mark_stale_in(&mut self.v4, peer, left);
+        let v6 = mark_stale_in(&mut self.v6, peer, left - v4);
+        state.stale[Afi::Ipv4.index()] += v4;
+        state.stale[Afi::Ipv6.index()] += v6;
     }
 
     /// Removes `peer`'s paths that are still stale, in one family (End-of-RIB for it) or in
@@ -551,68 +763,56 @@ impl Rib {
 
     /// Removes `peer`'s paths that `which` names.
     fn remove_paths(&mut self, peer: PeerId, which: Removal) -> Vec<FibChange> {
-        let Some(state) = self.peers.get(&peer) else {
+        let Some(&Peer {
+            received, stale, ..
+        }) = self.shared.peers.get(&peer)
+        else {
             return Vec::new();
         };
-        let (stale_only, afi) = match which {
-            Removal::All => (false, None),
-            Removal::Stale(afi) => (true, afi),
-        };
-        let in_family = |a: Afi| afi.is_none_or(|f| f == a);
-        let mut left = match which {
-            Removal::All => state.received,
-            Removal::Stale(_) => [Afi::Ipv4, Afi::Ipv6]
-                .into_iter()
-                .filter(|a| in_family(*a))
-                .map(|a| state.stale[a.index()])
-                .sum(),
-        };
-        let (prefixes, mut decider) = self.split();
         let mut changes = Vec::new();
-        let mut emptied = Vec::new();
-        for (prefix, entry) in prefixes.iter_mut() {
-            if left == 0 {
-                break;
-            }
-            if !in_family(Afi::of(prefix)) {
-                continue;
-            }
-            let Some(i) = entry
-                .paths
-                .iter()
-                .position(|p| p.peer == peer && (p.stale || !stale_only))
-            else {
-                continue;
+        for afi in [Afi::Ipv4, Afi::Ipv6] {
+            let (stale_only, left) = match which {
+                Removal::All => (false, received),
+                Removal::Stale(None) => (true, stale[afi.index()]),
+                Removal::Stale(Some(only)) if only == afi => (true, stale[afi.index()]),
+                Removal::Stale(Some(_)) => continue,
             };
-            left -= 1;
-            forget(decider.peers, *prefix, entry.paths.swap_remove(i));
-            changes.extend(decider.update(*prefix, entry));
-            if entry.paths.is_empty() {
-                emptied.push(*prefix);
+            match afi {
+                Afi::Ipv4 => {
+                    self.shared
+                        .remove_paths(&mut self.v4, peer, stale_only, left, &mut changes)
+                }
+                Afi::Ipv6 => {
+                    self.shared
+                        .remove_paths(&mut self.v6, peer, stale_only, left, &mut changes)
+                }
             }
-        }
-        for prefix in emptied {
-            prefixes.remove(&prefix);
         }
         changes.sort_unstable_by_key(|c| c.prefix);
         changes
     }
 
     /// The next hops installed for `prefix`, if any.
-    pub fn best(&self, prefix: &IpNet) -> Option<&[NextHop]> {
-        self.prefixes.get(&prefix.trunc())?.installed.as_deref()
+    pub fn best(&self, prefix: &IpNet) -> Option<&NextHops> {
+        let entry = match prefix.trunc() {
+            IpNet::V4(key) => self.v4.get(&key),
+            IpNet::V6(key) => self.v6.get(&key),
+        }?;
+        Some(self.shared.installed(entry))
     }
 
     /// The desired FIB: every prefix with its installed next hops, in no particular order.
-    pub fn installed(&self) -> impl Iterator<Item = (&IpNet, &[NextHop])> {
-        self.prefixes
-            .iter()
-            .filter_map(|(prefix, entry)| Some((prefix, entry.installed.as_deref()?)))
+    pub fn installed(&self) -> impl Iterator<Item = (IpNet, &NextHops)> {
+        let v4 = self.v4.iter().map(|(k, e)| (IpNet::V4(*k), e));
+        let v6 = self.v6.iter().map(|(k, e)| (IpNet::V6(*k), e));
+        v4.chain(v6)
+            .map(|(prefix, entry)| (prefix, self.shared.installed(entry)))
     }
 
     /// Route counts for `peer`; zeros for an unknown peer.
     pub fn peer_counts(&self, peer: PeerId) -> PeerCounts {
-        self.peers
+        self.shared
+            .peers
             .get(&peer)
             .map(|p| PeerCounts {
                 received: p.received,
@@ -623,11 +823,11 @@ impl Rib {
 
     /// Prefixes with at least one path.
     pub fn len(&self) -> usize {
-        self.prefixes.len()
+        self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.prefixes.is_empty()
+        self.len() == 0
     }
 }
 
@@ -639,17 +839,23 @@ enum Removal {
     Stale(Option<Afi>),
 }
 
-/// Takes a path that left the RIB off its peer's counts.
-fn forget(peers: &mut BTreeMap<PeerId, Peer>, prefix: IpNet, path: RibPath) {
-    if let Some(state) = peers.get_mut(&path.peer) {
-        state.received -= 1;
-        if path.selected {
-            state.installed -= 1;
+/// Marks up to `left` of `peer`'s fresh paths in `table` stale; returns how many it marked.
+fn mark_stale_in<K>(table: &mut Table<K>, peer: PeerId, left: usize) -> usize {
+    let mut marked = 0;
+    for entry in table.values_mut() {
+        if marked == left {
+            break;
         }
-        if path.stale {
-            state.stale[Afi::of(&prefix).index()] -= 1;
+        let path = match entry {
+            Entry::One(path) => Some(path).filter(|p| p.peer == peer && !p.stale),
+            Entry::Many(many) => many.paths.iter_mut().find(|p| p.peer == peer && !p.stale),
+        };
+        if let Some(path) = path {
+            path.stale = true;
+            marked += 1;
         }
     }
+    marked
 }
 
 #[cfg(test)]
@@ -730,7 +936,7 @@ mod tests {
                         candidates[i].1.clone(),
                     );
                 }
-                let best = rib.best(&net("10.0.0.0/24")).unwrap();
+                let best = rib.best(&net("10.0.0.0/24")).map(|h| &h[..]).unwrap();
                 assert_eq!(best.len(), 1);
                 winners.push(best[0]);
             }
@@ -963,7 +1169,7 @@ mod tests {
             None
         );
         assert_eq!(
-            rib.best(&net("10.0.0.0/24")),
+            rib.best(&net("10.0.0.0/24")).map(|h| &h[..]),
             Some(&hops(&["192.0.2.1"])[..])
         );
     }
@@ -992,7 +1198,7 @@ mod tests {
                 rib.announce(2, p, cilium(b)),
                 Some(change(prefix, &[a, b, c]))
             );
-            assert_eq!(rib.best(&p), Some(&hops(&[a, b, c])[..]));
+            assert_eq!(rib.best(&p).map(|h| &h[..]), Some(&hops(&[a, b, c])[..]));
         }
     }
 
@@ -1015,7 +1221,11 @@ mod tests {
             } else {
                 hops(&["192.0.2.2"])
             };
-            assert_eq!(rib.best(&p), Some(&expected[..]), "multipath {multipath}");
+            assert_eq!(
+                rib.best(&p).map(|h| &h[..]),
+                Some(&expected[..]),
+                "multipath {multipath}"
+            );
         }
     }
 
@@ -1059,7 +1269,7 @@ mod tests {
         rib.add_peer(node(3));
         rib.announce(1, p, cilium("fe80::1"));
         assert_eq!(rib.announce(2, p, cilium("fe80::1")), None);
-        assert_eq!(rib.best(&p), Some(&hops(&["fe80::1"])[..]));
+        assert_eq!(rib.best(&p).map(|h| &h[..]), Some(&hops(&["fe80::1"])[..]));
         let other_link = Path {
             next_hop: NextHop {
                 gateway: "fe80::1".parse().unwrap(),
@@ -1068,7 +1278,7 @@ mod tests {
             attrs: Arc::new(PathAttrs::default()),
         };
         let change = rib.announce(3, p, other_link.clone()).unwrap();
-        assert_eq!(change.next_hops, vec![hop("fe80::1"), other_link.next_hop]);
+        assert_eq!(*change.next_hops, [hop("fe80::1"), other_link.next_hop]);
     }
 
     #[test]
@@ -1119,7 +1329,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            rib.best(&net("10.0.2.0/24")),
+            rib.best(&net("10.0.2.0/24")).map(|h| &h[..]),
             Some(&hops(&["192.0.2.2"])[..])
         );
     }
@@ -1157,7 +1367,10 @@ mod tests {
         };
         assert_eq!(rib.announce(2, p, path("192.0.2.2", lower_pref)), None);
         assert_eq!(rib.withdraw(2, p), None);
-        assert_eq!(rib.best(&p), Some(&hops(&["192.0.2.1"])[..]));
+        assert_eq!(
+            rib.best(&p).map(|h| &h[..]),
+            Some(&hops(&["192.0.2.1"])[..])
+        );
     }
 
     #[test]
@@ -1181,7 +1394,7 @@ mod tests {
             rib.withdraw(1, net("10.0.1.0/24")),
             Some(change("10.0.1.0/24", &[]))
         );
-        assert_eq!(rib.best(&net("10.0.1.0/24")), None);
+        assert_eq!(rib.best(&net("10.0.1.0/24")).map(|h| &h[..]), None);
         assert!(rib.is_empty());
         assert_eq!(rib.installed().count(), 0);
     }
@@ -1222,7 +1435,7 @@ mod tests {
             rib.announce(1, net("10.0.1.7/24"), cilium("192.0.2.1")),
             Some(change("10.0.1.0/24", &["192.0.2.1"]))
         );
-        assert!(rib.best(&net("10.0.1.0/24")).is_some());
+        assert!(rib.best(&net("10.0.1.0/24")).map(|h| &h[..]).is_some());
         assert_eq!(
             rib.withdraw(1, net("10.0.1.9/24")),
             Some(change("10.0.1.0/24", &[]))
@@ -1238,7 +1451,7 @@ mod tests {
         rib.announce(2, net("10.0.1.0/24"), cilium("192.0.2.2"));
         rib.announce(2, net("2001:db8:2::/64"), cilium("2001:db8::2"));
         let mut fib: Vec<(IpNet, Vec<NextHop>)> =
-            rib.installed().map(|(p, h)| (*p, h.to_vec())).collect();
+            rib.installed().map(|(p, h)| (p, h.to_vec())).collect();
         fib.sort();
         assert_eq!(
             fib,
@@ -1329,7 +1542,7 @@ mod tests {
             }
         );
         assert_eq!(
-            rib.best(&net("10.0.1.0/24")),
+            rib.best(&net("10.0.1.0/24")).map(|h| &h[..]),
             Some(&hops(&["192.0.2.1"])[..])
         );
         assert_eq!(
@@ -1403,12 +1616,12 @@ mod tests {
     fn marking_stale_twice_marks_each_path_once() {
         let mut rib = restarting_rib();
         rib.mark_stale(1);
-        assert_eq!(rib.peers[&1].stale, [2, 2]);
+        assert_eq!(rib.shared.peers[&1].stale, [2, 2]);
         rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
         rib.withdraw(1, net("2001:db8:1::/64"));
-        assert_eq!(rib.peers[&1].stale, [1, 1]);
+        assert_eq!(rib.shared.peers[&1].stale, [1, 1]);
         assert_eq!(rib.sweep_stale(1, None).len(), 2);
-        assert_eq!(rib.peers[&1].stale, [0, 0]);
+        assert_eq!(rib.shared.peers[&1].stale, [0, 0]);
     }
 
     #[test]
@@ -1507,26 +1720,50 @@ mod tests {
         assert_eq!(rib.peer_counts(9), PeerCounts::default());
     }
 
-    // Sharing.
+    // Sharing and memory.
+
+    #[test]
+    fn a_prefix_with_one_path_takes_sixteen_bytes_without_a_heap_allocation() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        assert_eq!(std::mem::size_of::<(Ipv4Net, Entry)>(), 24);
+        assert_eq!(std::mem::size_of::<(Ipv6Net, Entry)>(), 40);
+    }
 
     #[test]
     fn prefixes_with_the_same_next_hops_share_one_set_until_the_last_goes() {
         let mut rib = Rib::new(true);
         rib.add_peer(node(1));
         rib.add_peer(node(2));
-        for prefix in ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"] {
+        for prefix in ["10.0.1.0/24", "10.0.2.0/24", "2001:db8:3::/64"] {
             rib.announce(1, net(prefix), cilium("192.0.2.1"));
             rib.announce(2, net(prefix), cilium("192.0.2.2"));
         }
-        assert_eq!(rib.next_hop_sets.0.len(), 1);
-        let first = rib.prefixes[&net("10.0.1.0/24")].installed.clone().unwrap();
-        let third = rib.prefixes[&net("10.0.3.0/24")].installed.clone().unwrap();
-        assert!(Arc::ptr_eq(&first, &third));
-        drop((first, third));
+        // Each node's next hop, and the ECMP set of both.
+        assert_eq!(rib.shared.sets.len(), 3);
+        let first = rib.best(&net("10.0.1.0/24")).unwrap();
+        let third = rib.best(&net("2001:db8:3::/64")).unwrap();
+        assert!(Arc::ptr_eq(first, third));
+        assert_eq!(**first, hops(&["192.0.2.1", "192.0.2.2"]));
         rib.remove_peer(2);
-        assert_eq!(rib.next_hop_sets.0.len(), 1);
+        assert_eq!(rib.shared.sets.len(), 1);
+        let first = rib.best(&net("10.0.1.0/24")).unwrap();
+        let third = rib.best(&net("2001:db8:3::/64")).unwrap();
+        assert!(Arc::ptr_eq(first, third));
         rib.remove_peer(1);
-        assert!(rib.next_hop_sets.0.is_empty());
+        assert_eq!(rib.shared.sets.len(), 0);
+    }
+
+    #[test]
+    fn a_change_hands_out_the_set_the_rib_holds() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        let change = rib
+            .announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"))
+            .unwrap();
+        assert!(Arc::ptr_eq(
+            &change.next_hops,
+            rib.best(&net("10.0.1.0/24")).unwrap()
+        ));
     }
 
     #[test]
@@ -1537,7 +1774,7 @@ mod tests {
             let prefix = IpNet::new(IpAddr::from([10, 0, i, 0]), 24).unwrap();
             rib.announce(1, prefix, cilium("192.0.2.1"));
         }
-        assert_eq!(rib.attrs.set.len(), 1);
+        assert_eq!(rib.shared.attrs.len(), 1);
     }
 
     #[test]
@@ -1551,14 +1788,158 @@ mod tests {
             };
             rib.announce(1, net("10.0.1.0/24"), path("192.0.2.1", attrs));
         }
-        assert!(
-            rib.attrs.set.len() <= ATTRS_MIN_SWEEP,
-            "{}",
-            rib.attrs.set.len()
+        assert_eq!(rib.shared.attrs.len(), 1);
+        let Some(Entry::One(in_use)) = rib.v4.get(&"10.0.1.0/24".parse().unwrap()) else {
+            panic!("one path expected");
+        };
+        assert_eq!(rib.shared.attrs_of(in_use).med, 2999);
+        rib.withdraw(1, net("10.0.1.0/24"));
+        assert_eq!(rib.shared.attrs.len(), 0);
+        assert_eq!(rib.shared.sets.len(), 0);
+    }
+
+    #[test]
+    fn a_prefix_goes_back_to_one_inline_path_when_the_others_leave() {
+        let mut rib = Rib::new(true);
+        rib.add_peer(node(1));
+        rib.add_peer(node(2));
+        let p = net("2001:db8:4::/64");
+        rib.announce(1, p, cilium("2001:db8::1"));
+        rib.announce(2, p, cilium("2001:db8::2"));
+        assert!(matches!(rib.v6.values().next(), Some(Entry::Many(_))));
+        let change = rib.withdraw(2, p).unwrap();
+        assert_eq!(*change.next_hops, hops(&["2001:db8::1"]));
+        assert!(matches!(rib.v6.values().next(), Some(Entry::One(_))));
+        assert_eq!(
+            rib.peer_counts(1),
+            PeerCounts {
+                received: 1,
+                installed: 1
+            }
         );
-        let in_use = &rib.prefixes[&net("10.0.1.0/24")].paths[0].path.attrs;
-        assert_eq!(in_use.med, 2999);
-        assert!(rib.attrs.set.contains(&**in_use));
+        assert_eq!(rib.shared.sets.len(), 1);
+    }
+
+    /// Every count and interned value the RIB keeps, recounted from its paths.
+    fn assert_books_balance(rib: &Rib) {
+        let mut received: BTreeMap<PeerId, usize> = BTreeMap::new();
+        let mut installed: BTreeMap<PeerId, usize> = BTreeMap::new();
+        let mut sets = std::collections::HashSet::new();
+        let mut attrs = std::collections::HashSet::new();
+        for entry in rib.v4.values().chain(rib.v6.values()) {
+            let paths = match entry {
+                Entry::One(path) => std::slice::from_ref(path),
+                Entry::Many(many) => {
+                    assert!(many.paths.len() > 1);
+                    sets.insert(many.installed);
+                    &many.paths[..]
+                }
+            };
+            for p in paths {
+                *received.entry(p.peer).or_default() += 1;
+                *installed.entry(p.peer).or_default() += usize::from(p.selected);
+                sets.insert(p.next_hop);
+                attrs.insert(p.attrs);
+            }
+        }
+        for (id, peer) in &rib.shared.peers {
+            assert_eq!(peer.received, received.get(id).copied().unwrap_or(0));
+            assert_eq!(peer.installed, installed.get(id).copied().unwrap_or(0));
+        }
+        assert_eq!(rib.shared.sets.len(), sets.len());
+        assert_eq!(rib.shared.attrs.len(), attrs.len());
+    }
+
+    #[test]
+    fn random_churn_keeps_the_changes_the_books_and_a_fresh_rib_in_agreement() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let prefixes = [
+            "10.0.1.0/24",
+            "10.0.2.0/24",
+            "2001:db8:1::/64",
+            "2001:db8:2::/64",
+        ];
+        let gateways = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+        let mut rib = Rib::new(true);
+        let mut fib: BTreeMap<IpNet, Vec<NextHop>> = BTreeMap::new();
+        let mut paths: BTreeMap<(PeerId, IpNet), (Path, bool)> = BTreeMap::new();
+        for step in 0..20_000 {
+            let id = rng.random_range(1..=4);
+            let prefix = net(prefixes[rng.random_range(0..prefixes.len())]);
+            let changes = match rng.random_range(0..20) {
+                0 => {
+                    paths.retain(|(p, _), _| *p != id);
+                    rib.remove_peer(id)
+                }
+                1 => rib.set_multipath(!rib.shared.multipath),
+                _ if !rib.shared.peers.contains_key(&id) => rib.add_peer(node(id)),
+                2 => {
+                    rib.mark_stale(id);
+                    for ((p, _), (_, stale)) in paths.iter_mut() {
+                        *stale |= *p == id;
+                    }
+                    Vec::new()
+                }
+                3 => {
+                    let afi = [None, Some(Afi::Ipv4), Some(Afi::Ipv6)][rng.random_range(0..3)];
+                    paths.retain(|(p, prefix), (_, stale)| {
+                        !(*p == id && *stale && afi.is_none_or(|a| a == Afi::of(prefix)))
+                    });
+                    rib.sweep_stale(id, afi)
+                }
+                4..=9 => {
+                    paths.remove(&(id, prefix));
+                    rib.withdraw(id, prefix).into_iter().collect()
+                }
+                _ => {
+                    let attrs = PathAttrs {
+                        local_pref: 100 + rng.random_range(0..2),
+                        med: rng.random_range(0..2),
+                        ..PathAttrs::default()
+                    };
+                    let p = path(gateways[rng.random_range(0..gateways.len())], attrs);
+                    paths.insert((id, prefix), (p.clone(), false));
+                    rib.announce(id, prefix, p).into_iter().collect()
+                }
+            };
+            for change in changes {
+                if change.next_hops.is_empty() {
+                    assert!(fib.remove(&change.prefix).is_some(), "step {step}");
+                } else {
+                    fib.insert(change.prefix, change.next_hops.to_vec());
+                }
+            }
+            let installed: BTreeMap<IpNet, Vec<NextHop>> =
+                rib.installed().map(|(p, h)| (p, h.to_vec())).collect();
+            assert_eq!(installed, fib, "step {step}");
+            assert_books_balance(&rib);
+            let mut fresh = Rib::new(rib.shared.multipath);
+            for id in rib.shared.peers.keys() {
+                fresh.add_peer(node(*id));
+            }
+            for ((id, prefix), (p, _)) in &paths {
+                fresh.announce(*id, *prefix, p.clone());
+            }
+            for (id, peer) in &rib.shared.peers {
+                let stale = |afi: Afi| {
+                    paths
+                        .iter()
+                        .filter(|((p, prefix), (_, stale))| {
+                            p == id && *stale && Afi::of(prefix) == afi
+                        })
+                        .count()
+                };
+                assert_eq!(
+                    peer.stale,
+                    [stale(Afi::Ipv4), stale(Afi::Ipv6)],
+                    "step {step}"
+                );
+            }
+            let rebuilt: BTreeMap<IpNet, Vec<NextHop>> =
+                fresh.installed().map(|(p, h)| (p, h.to_vec())).collect();
+            assert_eq!(rebuilt, fib, "step {step}");
+        }
     }
 
     #[test]
@@ -1595,20 +1976,21 @@ mod tests {
             rib.installed().filter(|(_, h)| h.len() == 2).count(),
             50_000
         );
-        assert_eq!(rib.attrs.set.len(), 1);
-        assert_eq!(rib.next_hop_sets.0.len(), 2);
+        assert_eq!(rib.shared.attrs.len(), 1);
+        assert_eq!(rib.shared.sets.len(), 3);
 
         let gone = rib.remove_peer(2);
         assert_eq!(gone.len(), 50_000);
-        assert!(gone.iter().all(|c| c.next_hops == hops(&["192.0.2.1"])));
-        assert_eq!(rib.next_hop_sets.0.len(), 1);
+        assert!(gone.iter().all(|c| *c.next_hops == hops(&["192.0.2.1"])));
+        assert_eq!(rib.shared.sets.len(), 1);
         rib.mark_stale(1);
         assert_eq!(rib.sweep_stale(1, Some(Afi::Ipv6)), vec![]);
         let swept = rib.sweep_stale(1, Some(Afi::Ipv4));
         assert_eq!(swept.len(), 100_000);
         assert!(swept.windows(2).all(|w| w[0].prefix < w[1].prefix));
         assert!(rib.is_empty());
-        assert!(rib.next_hop_sets.0.is_empty());
+        assert_eq!(rib.shared.sets.len(), 0);
+        assert_eq!(rib.shared.attrs.len(), 0);
         assert_eq!(rib.peer_counts(1), PeerCounts::default());
     }
 }

@@ -163,7 +163,7 @@ fn op(change: FibChange) -> FibOp {
 }
 
 fn desired(rib: &Rib) -> BTreeMap<IpNet, Vec<NextHop>> {
-    rib.installed().map(|(p, h)| (*p, h.to_vec())).collect()
+    rib.installed().map(|(p, h)| (p, h.to_vec())).collect()
 }
 
 /// Applies `ops` and flushes, as the daemon does; on a failure other than deleting what is
@@ -375,7 +375,8 @@ fn refused() -> FibOp {
         next_hops: vec![NextHop {
             gateway: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99)),
             ifindex: Some(ifindex()),
-        }],
+        }]
+        .into(),
     }
 }
 

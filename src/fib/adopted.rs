@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::rib::{Afi, NextHop};
+use crate::rib::{Afi, NextHop, NextHops};
 
 /// The adopted next hops, by prefix; a prefix leaves once none is left.
 #[derive(Debug, Default)]
@@ -46,13 +46,17 @@ impl Adopted {
         self.routes.iter().map(|(p, h)| (p, h.as_slice()))
     }
 
-    /// What the kernel should hold for `prefix` when the RIB wants `rib`: both sets, sorted,
-    /// without duplicates. Empty means no route.
-    pub fn desired(&self, prefix: &IpNet, rib: &[NextHop]) -> Vec<NextHop> {
-        let mut hops: Vec<NextHop> = rib.iter().chain(self.get(prefix)).copied().collect();
+    /// What the kernel should hold for `prefix` when the RIB wants `rib` (sorted, without
+    /// duplicates): both sets, the same way. Empty means no route.
+    pub fn desired(&self, prefix: &IpNet, rib: &NextHops) -> NextHops {
+        let adopted = self.get(prefix);
+        if adopted.is_empty() {
+            return NextHops::clone(rib);
+        }
+        let mut hops: Vec<NextHop> = rib.iter().chain(adopted).copied().collect();
         hops.sort_unstable();
         hops.dedup();
-        hops
+        hops.into()
     }
 
     /// Peers reachable at the gateways in `done` sent End-of-RIB for `afi`: their adopted
@@ -103,6 +107,10 @@ mod tests {
         )
     }
 
+    fn set(hops: &[NextHop]) -> NextHops {
+        NextHops::from(hops)
+    }
+
     fn done(gateways: &[&str]) -> HashSet<IpAddr> {
         gateways.iter().map(|g| g.parse().unwrap()).collect()
     }
@@ -112,14 +120,14 @@ mod tests {
         let a = adopted(&[("198.51.100.7/32", &["2001:db8:1::11", "2001:db8:1::12"])]);
         let prefix = net("198.51.100.7/32");
         assert_eq!(
-            a.desired(&prefix, &[hop("2001:db8:1::11")]),
-            vec![hop("2001:db8:1::11"), hop("2001:db8:1::12")]
+            *a.desired(&prefix, &set(&[hop("2001:db8:1::11")])),
+            [hop("2001:db8:1::11"), hop("2001:db8:1::12")]
         );
         assert_eq!(
-            a.desired(&net("10.244.1.0/24"), &[hop("2001:db8:1::13")]),
-            vec![hop("2001:db8:1::13")]
+            *a.desired(&net("10.244.1.0/24"), &set(&[hop("2001:db8:1::13")])),
+            [hop("2001:db8:1::13")]
         );
-        assert!(a.desired(&net("10.244.1.0/24"), &[]).is_empty());
+        assert!(a.desired(&net("10.244.1.0/24"), &set(&[])).is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
-use crate::rib::NextHop;
+use crate::rib::{NextHop, NextHops};
 
 /// One change to the kernel table.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -15,10 +15,7 @@ pub enum FibOp {
     /// Install the route, replacing whatever the table has for the prefix (RTM_NEWROUTE
     /// with NLM_F_CREATE | NLM_F_REPLACE). `next_hops` is sorted, without duplicates, and
     /// never empty.
-    Replace {
-        prefix: IpNet,
-        next_hops: Vec<NextHop>,
-    },
+    Replace { prefix: IpNet, next_hops: NextHops },
     /// Remove the route (RTM_DELROUTE).
     Delete { prefix: IpNet },
 }
@@ -43,7 +40,10 @@ pub fn reconcile(
     let mut ops = Vec::new();
     for (prefix, next_hops) in desired {
         if kernel.remove(&prefix).as_ref() != Some(&next_hops) {
-            ops.push(FibOp::Replace { prefix, next_hops });
+            ops.push(FibOp::Replace {
+                prefix,
+                next_hops: next_hops.into(),
+            });
         }
     }
     ops.extend(kernel.into_keys().map(|prefix| FibOp::Delete { prefix }));
@@ -88,7 +88,7 @@ mod tests {
     fn replace(prefix: &str, gateways: &[&str]) -> FibOp {
         FibOp::Replace {
             prefix: net(prefix),
-            next_hops: hops(gateways),
+            next_hops: hops(gateways).into(),
         }
     }
 
@@ -104,7 +104,7 @@ mod tests {
         for op in ops {
             match op {
                 FibOp::Replace { prefix, next_hops } => {
-                    table.insert(*prefix, next_hops.clone());
+                    table.insert(*prefix, next_hops.to_vec());
                 }
                 FibOp::Delete { prefix } => {
                     assert!(

@@ -729,7 +729,10 @@ impl Fib {
                 }) {
                     next_hops = self.objects.next_hops(id);
                 }
-                Some(FibOp::Replace { prefix, next_hops })
+                Some(FibOp::Replace {
+                    prefix,
+                    next_hops: next_hops.into(),
+                })
             }
             RTM_DELROUTE => Some(FibOp::Delete { prefix }),
             _ => None,
