@@ -603,8 +603,9 @@ impl Receiver {
     }
 }
 
-/// Peak and current RSS of a process, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
+/// Peak and current RSS of a process, and the current RSS's anonymous and file-backed
+/// parts (heap and stacks; the binary's and libraries' pages), in KiB.
+fn rss_kib(pid: u32) -> (u64, u64, u64, u64) {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -614,7 +615,12 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmHWM:"), field("VmRSS:"))
+    (
+        field("VmHWM:"),
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+    )
 }
 
 /// One daemon's ingest/withdraw/memory figures.
@@ -874,15 +880,20 @@ fn ingest(options: &Options) -> Result<String, String> {
             lab.birdc(&inj_socket, &["enable", "bulk"])?;
             let start = lab.wait_connection()?;
             let ingest = poller.until("routes from the injector", start, n.into(), n.into())?;
-            let (hwm_kib, rss) = rss_kib(pid);
+            let (hwm_kib, rss, anon, file) = rss_kib(pid);
             let start = Instant::now();
             lab.birdc(&inj_socket, &["disable", "bulk"])?;
             let withdraw = poller.until("routes to go", start, 0, 0)?;
+            let mib = |kib: u64| kib as f64 / 1024.0;
             println!(
-                "  run {run}: {}: ingest {ingest:.2} s, withdraw {withdraw:.2} s, peak RSS {:.1} MiB (now {:.1} MiB)",
+                "  run {run}: {}: ingest {ingest:.2} s, withdraw {withdraw:.2} s, peak RSS {:.1} MiB \
+                 (now {:.1} MiB: {:.1} anonymous, {:.1} file-backed; peak after the withdraw {:.1} MiB)",
                 receiver.name(),
-                hwm_kib as f64 / 1024.0,
-                rss as f64 / 1024.0
+                mib(hwm_kib),
+                mib(rss),
+                mib(anon),
+                mib(file),
+                mib(rss_kib(pid).0),
             );
             lab.stop("receiver");
             runs.push(Daemon {

@@ -4,7 +4,8 @@
 //! only merges their results. One task per connection; it ends when the session does.
 //!
 //! Memory per connection is bounded whatever the peer sends: the receive buffer holds at
-//! most one incomplete message (4096 bytes, RFC 4271) plus one read window, decoded
+//! most one incomplete message (4096 bytes, RFC 4271) plus one read window, and is given
+//! back whenever a read leaves no partial message (most of a session's life), decoded
 //! messages go out through a bounded channel, and a peer that stops reading our messages
 //! is dropped after `WRITE_TIMEOUT` instead of blocking its task forever.
 
@@ -86,7 +87,8 @@ pub async fn drive(
     let (mut reader, mut writer) = stream.into_split();
     let mut session = Session::accept(Instant::now(), setup.session.clone());
     let mut updates = UpdateImporter::new(&setup);
-    let mut buffer: Vec<u8> = Vec::with_capacity(wire::MAX_MESSAGE_LEN + READ_WINDOW);
+    // Empty (and unallocated) between bursts: an idle session holds no receive buffer.
+    let mut buffer: Vec<u8> = Vec::new();
     let conn = setup.conn;
     let mut commands_open = true;
 
@@ -149,6 +151,9 @@ pub async fn drive(
                         }
                     }
                     buffer.drain(..consumed);
+                    if buffer.is_empty() {
+                        buffer = Vec::new();
+                    }
                 }
             },
             () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
