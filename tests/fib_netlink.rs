@@ -245,6 +245,54 @@ fn routes_use_one_object_per_next_hop_and_one_group_per_ecmp_set() {
     );
 }
 
+#[test]
+fn thousands_of_routes_go_with_their_object_or_one_by_one_while_another_peer_still_uses_it() {
+    let Some(ns) = Netns::new("bulkdel") else {
+        return;
+    };
+    ns.run(|| {
+        runtime().block_on(async {
+            let mut fib = Fib::open(TABLE, PROTO).unwrap();
+            let mut rib = Rib::new(true);
+            // Peers 1 and 2 announce 5,000 routes each via peer 1's address (a third-party
+            // next hop for peer 2), peer 3 5,000 via its own.
+            let prefix = |id: u32, i: u32| -> IpNet {
+                let n = i / 2;
+                match i % 2 {
+                    0 => format!("10.{id}.{}.{}/32", n >> 8, n & 0xff),
+                    _ => format!("fd00:{id}:{n:x}::/64"),
+                }
+                .parse()
+                .unwrap()
+            };
+            let mut ops = Vec::new();
+            for id in 1..=3 {
+                rib.add_peer(node(id));
+                let via = if id == 2 { 1 } else { id };
+                for i in 0..5000 {
+                    ops.extend(
+                        rib.announce(id, prefix(id, i), path(via, ifindex()))
+                            .map(op),
+                    );
+                }
+            }
+            assert_eq!(apply(&mut fib, &rib, ops).await, vec![]);
+            assert_eq!(fib.dump().await.unwrap().len(), 15_000);
+            let objects = fib.objects();
+            for id in [2, 3] {
+                let ops: Vec<FibOp> = rib.remove_peer(id).into_iter().map(op).collect();
+                assert_eq!(ops.len(), 5000);
+                assert_eq!(apply(&mut fib, &rib, ops).await, vec![]);
+                assert_eq!(fib.dump().await.unwrap(), desired(&rib), "peer {id} gone");
+            }
+            if fib.mode() == Mode::NexthopObjects {
+                assert_eq!(objects, 2);
+                assert_eq!(fib.objects(), 1, "peer 3's object went with its routes");
+            }
+        })
+    });
+}
+
 /// A small deterministic generator (no dependency, same run every time).
 struct Lcg(u64);
 

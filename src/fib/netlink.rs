@@ -37,7 +37,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::diff::FibOp;
-use super::nexthop::{self, Object, Objects, RouteObjects};
+use super::installed::{Installed, Routes, representable};
+use super::nexthop::{self, Object, Objects};
 use crate::rib::NextHop;
 
 /// Socket buffers: room for big batches one way and for many failures the other.
@@ -53,8 +54,9 @@ const RTM_DELROUTE: u16 = 25;
 const RTA_DST: u16 = 1;
 const RTA_TABLE: u16 = 15;
 const RTA_NH_ID: u16 = 30;
-/// An entry of `installed` whose route has a delete pending until the next flush.
-const DELETING: u32 = u32::MAX;
+/// Deferred deletes remembered by prefix; past this many, the flush looks through all the
+/// books for them instead (a whole session's routes going at once).
+const DEFERRED_LIST: usize = 4096;
 
 /// A request the kernel refused, or (`op: None`) failures we could not attribute: a lost
 /// batch, or failure reports lost to a full socket buffer (ENOBUFS).
@@ -394,12 +396,14 @@ pub struct Fib {
     v4: Channel,
     v6: Channel,
     objects: Objects,
-    /// With nexthop objects: the object each of our routes uses (0: a plain route;
-    /// `DELETING`: a delete waits for the next flush).
-    installed: RouteObjects,
-    /// Deletes held back until the flush, with the object the route used: if nothing
-    /// uses the object by then, deleting it removes the route.
-    deferred: Vec<(IpNet, u32)>,
+    /// With nexthop objects: what each of our routes uses. A delete of a route that names
+    /// an object is held back until the flush: if nothing uses the object by then,
+    /// deleting the object removes the route.
+    installed: Routes,
+    /// The prefixes of the held-back deletes, while there are few.
+    deferred: Vec<IpNet>,
+    /// More deletes were held back than `deferred` lists.
+    deferred_overflow: bool,
     seq: u32,
     failures: Vec<FibError>,
     /// Counters for `show` and metrics.
@@ -430,8 +434,9 @@ impl Fib {
             v4: Channel::open()?,
             v6: Channel::open()?,
             objects: Objects::new(),
-            installed: RouteObjects::default(),
+            installed: Routes::default(),
             deferred: Vec::new(),
+            deferred_overflow: false,
             seq: 0,
             failures: Vec::new(),
             ops: 0,
@@ -480,15 +485,34 @@ impl Fib {
     /// Sends everything queued, removes the objects no route uses any more, and returns
     /// the failures.
     pub async fn flush(&mut self) -> Vec<FibError> {
-        for (prefix, object) in std::mem::take(&mut self.deferred) {
-            if self.installed.get(&prefix) != Some(DELETING) {
-                continue; // installed again since: the replace took care of it
+        // A held-back delete whose object is still in use goes out on its own; otherwise
+        // deleting the object below removes the route.
+        let mut explicit = Vec::new();
+        if std::mem::take(&mut self.deferred_overflow) {
+            self.deferred.clear();
+            let objects = &self.objects;
+            self.installed.retain(|prefix, state| match state {
+                Installed::Deleting(id) => {
+                    if objects.users(id) > 0 {
+                        explicit.push(prefix);
+                    }
+                    false
+                }
+                _ => true,
+            });
+        } else {
+            for prefix in std::mem::take(&mut self.deferred) {
+                // Not `Deleting` any more: installed again since, the replace took care of it.
+                if let Some(Installed::Deleting(id)) = self.installed.get(&prefix) {
+                    self.installed.remove(&prefix);
+                    if self.objects.users(id) > 0 {
+                        explicit.push(prefix);
+                    }
+                }
             }
-            self.installed.remove(&prefix);
-            if self.objects.users(object) > 0 {
-                self.encode_delete(prefix);
-            }
-            // Otherwise deleting the object below removes the route.
+        }
+        for prefix in explicit {
+            self.encode_delete(prefix);
         }
         self.installed.shrink();
         self.send_batches();
@@ -520,8 +544,8 @@ impl Fib {
             if let Some(id) = object {
                 self.objects.hold(id);
             }
-            let old = self.installed.insert(prefix, object.unwrap_or(0));
-            if let Some(old) = old.filter(|o| *o != 0 && *o != DELETING) {
+            let state = object.map_or(Installed::Plain, Installed::Object);
+            if let Some(Installed::Object(old)) = self.installed.insert(prefix, state) {
                 self.objects.release(old);
             }
         }
@@ -568,13 +592,17 @@ impl Fib {
 
     fn delete(&mut self, prefix: IpNet) {
         match self.installed.get(&prefix) {
-            Some(DELETING) => {}
-            Some(id) if id != 0 => {
+            Some(Installed::Deleting(_)) => {}
+            Some(Installed::Object(id)) => {
                 self.objects.release(id);
-                self.installed.insert(prefix, DELETING);
-                self.deferred.push((prefix, id));
+                self.installed.insert(prefix, Installed::Deleting(id));
+                if self.deferred.len() < DEFERRED_LIST {
+                    self.deferred.push(prefix);
+                } else {
+                    self.deferred_overflow = true;
+                }
             }
-            Some(_) => {
+            Some(Installed::Plain) => {
                 self.installed.remove(&prefix);
                 self.encode_delete(prefix);
             }
@@ -746,6 +774,7 @@ impl Fib {
         self.send_batches();
         let mut lost = self.take_failures();
         self.deferred.clear();
+        self.deferred_overflow = false;
         self.installed.clear();
         self.objects.clear();
         if self.mode == Mode::NexthopObjects {
@@ -754,8 +783,10 @@ impl Fib {
             let protocol = self.protocol;
             let mut found = Vec::new();
             self.v6.dump(&request, |_, payload| {
+                // An object of our protocol outside our ids is none we made: left alone.
                 if let Some((id, p, Some(object))) = nexthop::parse(payload)
                     && p == protocol
+                    && representable(id)
                 {
                     found.push((id, object));
                 }
@@ -809,7 +840,8 @@ impl Fib {
                     if let Some(id) = id {
                         self.objects.hold(id);
                     }
-                    self.installed.insert(prefix, id.unwrap_or(0));
+                    self.installed
+                        .insert(prefix, id.map_or(Installed::Plain, Installed::Object));
                 }
             }
         }

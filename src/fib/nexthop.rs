@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use crate::rib::NextHop;
 
+use super::installed::{FIRST_ID, representable};
+
 pub const RTM_NEWNEXTHOP: u16 = 104;
 pub const RTM_DELNEXTHOP: u16 = 105;
 pub const RTM_GETNEXTHOP: u16 = 106;
@@ -200,9 +202,6 @@ pub struct Objects {
     next_id: u32,
 }
 
-/// Our ids start here, clear of the small numbers people pick by hand.
-const FIRST_ID: u32 = 0x4350_0000;
-
 impl Objects {
     pub fn new() -> Objects {
         Objects {
@@ -238,12 +237,16 @@ impl Objects {
         self.by_id.insert(id, (object, 0));
     }
 
-    /// A free id (not ours; the kernel may still refuse it if someone else has it).
+    /// A free id among ours (the kernel may still refuse it if someone else has it).
     pub fn fresh_id(&mut self) -> u32 {
         loop {
             let id = self.next_id;
-            self.next_id = self.next_id.checked_add(1).unwrap_or(FIRST_ID);
-            if id != 0 && !self.by_id.contains_key(&id) {
+            self.next_id = if representable(id + 1) {
+                id + 1
+            } else {
+                FIRST_ID
+            };
+            if !self.by_id.contains_key(&id) {
                 return id;
             }
         }
@@ -321,111 +324,6 @@ impl Objects {
         hops.sort_unstable();
         hops
     }
-}
-
-/// Which object each of our routes uses, keyed compactly: an IPv4 prefix in 8 bytes, an
-/// IPv6 one in 17 (a plain `HashMap<IpNet, u32>` spends 24 per entry plus padding).
-/// Hashed with [`KeyHasher`]: the keys are prefixes the RIB accepted, not attacker-chosen
-/// strings, and SipHash was a visible share of a bulk load.
-#[derive(Debug, Default)]
-pub struct RouteObjects {
-    v4: HashMap<u64, u32, BuildKeyHasher>,
-    v6: HashMap<([u8; 16], u8), u32, BuildKeyHasher>,
-}
-
-type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
-
-/// A multiply-rotate hasher (the FxHash scheme) for small fixed-size keys, with a final mix.
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl KeyHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    /// Mixed (the MurmurHash3 finaliser), so that the low bits the table indexes by
-    /// depend on every bit of the key.
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-impl RouteObjects {
-    pub fn get(&self, prefix: &ipnet::IpNet) -> Option<u32> {
-        match prefix {
-            ipnet::IpNet::V4(p) => self.v4.get(&v4_key(p)).copied(),
-            ipnet::IpNet::V6(p) => self.v6.get(&(p.addr().octets(), p.prefix_len())).copied(),
-        }
-    }
-
-    pub fn insert(&mut self, prefix: ipnet::IpNet, object: u32) -> Option<u32> {
-        match prefix {
-            ipnet::IpNet::V4(p) => self.v4.insert(v4_key(&p), object),
-            ipnet::IpNet::V6(p) => self.v6.insert((p.addr().octets(), p.prefix_len()), object),
-        }
-    }
-
-    pub fn remove(&mut self, prefix: &ipnet::IpNet) -> Option<u32> {
-        match prefix {
-            ipnet::IpNet::V4(p) => self.v4.remove(&v4_key(p)),
-            ipnet::IpNet::V6(p) => self.v6.remove(&(p.addr().octets(), p.prefix_len())),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.v4 = HashMap::default();
-        self.v6 = HashMap::default();
-    }
-
-    /// Gives back memory after many routes went.
-    pub fn shrink(&mut self) {
-        if self.v4.capacity() > 2 * self.v4.len() + 1024 {
-            self.v4.shrink_to_fit();
-        }
-        if self.v6.capacity() > 2 * self.v6.len() + 1024 {
-            self.v6.shrink_to_fit();
-        }
-    }
-}
-
-fn v4_key(prefix: &ipnet::Ipv4Net) -> u64 {
-    (u64::from(u32::from(prefix.addr())) << 8) | u64::from(prefix.prefix_len())
 }
 
 #[cfg(test)]
@@ -547,22 +445,6 @@ mod tests {
             vec![hop("2001:db8:1::2", 7), hop("2001:db8:1::3", 7)]
         );
         assert_eq!(objects.users(10), 1);
-    }
-
-    #[test]
-    fn route_objects_tell_prefixes_of_both_families_and_lengths_apart() {
-        let mut routes = RouteObjects::default();
-        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
-        assert_eq!(routes.insert(net("10.0.0.0/24"), 1), None);
-        assert_eq!(routes.insert(net("10.0.0.0/25"), 2), None);
-        assert_eq!(routes.insert(net("fd00::/64"), 3), None);
-        assert_eq!(routes.insert(net("fd00::/65"), 4), None);
-        assert_eq!(routes.insert(net("10.0.0.0/24"), 5), Some(1));
-        assert_eq!(routes.get(&net("10.0.0.0/25")), Some(2));
-        assert_eq!(routes.get(&net("fd00::/64")), Some(3));
-        assert_eq!(routes.remove(&net("fd00::/65")), Some(4));
-        assert_eq!(routes.get(&net("fd00::/65")), None);
-        assert_eq!(routes.len(), 3);
     }
 
     #[test]
