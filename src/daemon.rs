@@ -34,8 +34,8 @@ use crate::policy::{PeerLink, Rejection};
 use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, NextHops, PeerId, PeerInfo, Rib};
 
-/// Route changes queued before the event loop flushes them even though it is busy.
-const FIB_BATCH: usize = 32_768;
+/// Route changes written to the FIB before the event loop flushes it even though it is busy.
+const FIB_BATCH: u64 = 32_768;
 
 /// Session events (mostly decoded UPDATEs, up to a few hundred routes each) waiting for the
 /// event loop. When it is full, sessions stop reading and TCP holds their peers back, rather
@@ -60,6 +60,23 @@ pub fn run(path: PathBuf, config: Config) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes a RIB result (with any adopted next hops of its prefix) to the FIB, which sends it
+/// in its next batch; failures go to `failures` for the flush.
+fn write_change(fib: &mut Fib, adopted: &Adopted, failures: &mut Vec<FibError>, change: FibChange) {
+    let next_hops = adopted.desired(&change.prefix, &change.next_hops);
+    let op = if next_hops.is_empty() {
+        FibOp::Delete {
+            prefix: change.prefix,
+        }
+    } else {
+        FibOp::Replace {
+            prefix: change.prefix,
+            next_hops,
+        }
+    };
+    failures.extend(fib.apply(op));
 }
 
 /// glibc gives every thread that allocates its own heap arena, and memory freed into one
@@ -160,8 +177,10 @@ struct Daemon {
     /// wait was.
     resync_retry: Option<Instant>,
     resync_backoff: Duration,
-    /// Route changes waiting for the event loop to be idle.
-    queue: Vec<FibOp>,
+    /// Failures the FIB reported since the last flush.
+    fib_failures: Vec<FibError>,
+    /// `fib.ops` at the last flush.
+    flushed_ops: u64,
     started: Instant,
     last_status: Option<Instant>,
     /// systemd's watchdog: how often to send WATCHDOG=1 (half of WatchdogSec), and when next.
@@ -190,14 +209,12 @@ impl Daemon {
         monitor::spawn(filter, kernel_tx).map_err(|e| format!("netlink monitor: {e}"))?;
         let dumped = fib
             .dump()
-            .await
             .map_err(|e| format!("reading kernel table {}: {e}", config.kernel.table))?;
         // A route of ours without a gateway is none that we install: it goes.
-        let queue: Vec<FibOp> = dumped
-            .iter()
-            .filter(|(_, hops)| hops.is_empty())
-            .map(|(prefix, _)| FibOp::Delete { prefix: *prefix })
-            .collect();
+        let mut fib_failures = Vec::new();
+        for (prefix, _) in dumped.iter().filter(|(_, hops)| hops.is_empty()) {
+            fib_failures.extend(fib.apply(FibOp::Delete { prefix: *prefix }));
+        }
         let adopted = Adopted::new(dumped);
         if !adopted.is_empty() {
             tracing::info!(
@@ -273,7 +290,8 @@ impl Daemon {
             resync_needed: false,
             resync_retry: None,
             resync_backoff: Duration::ZERO,
-            queue,
+            fib_failures,
+            flushed_ops: 0,
             started,
             last_status: None,
             watchdog: sd_notify::watchdog_enabled().map(|timeout| (timeout / 2, started)),
@@ -321,9 +339,8 @@ impl Daemon {
                 _ = sigint.recv() => break ra::StopMode::Final,
                 _ = sigusr2.recv() => break ra::StopMode::Restart,
             }
-            // Flush when idle, or in the middle of a bulk load once enough has queued (the
-            // kernel gets routes sooner and the queue stays small).
-            if self.events.is_empty() || self.queue.len() >= FIB_BATCH {
+            // Flush when idle, or in the middle of a bulk load once enough has been written.
+            if self.events.is_empty() || self.fib.ops - self.flushed_ops >= FIB_BATCH {
                 self.flush_fib().await;
                 self.notify_status();
             }
@@ -399,8 +416,7 @@ impl Daemon {
             match keep {
                 Some(restart_time) => self.begin_stale(address, restart_time),
                 None => {
-                    let changes = self.rib.remove_peer(id);
-                    self.pending_changes(changes);
+                    self.remove_peer_routes(id);
                 }
             }
         }
@@ -580,8 +596,7 @@ impl Daemon {
                 match (closed.keep_routes, restart_time) {
                     (true, Some(t)) if t > 0 => self.begin_stale(address, t),
                     _ => {
-                        let changes = self.rib.remove_peer(id);
-                        self.pending_changes(changes);
+                        self.remove_peer_routes(id);
                         self.forget_if_idle(address);
                     }
                 }
@@ -715,11 +730,16 @@ impl Daemon {
         if peer.stale_families.is_empty() {
             peer.stale_until = None;
         }
-        let changes = self.rib.sweep_stale(id, Some(afi));
-        if !changes.is_empty() {
-            tracing::info!(peer = %peer.name, afi = ?afi, removed = changes.len(), "stale routes removed");
+        let name = peer.name.clone();
+        let mut removed = 0;
+        let (fib, adopted, failures) = (&mut self.fib, &self.adopted, &mut self.fib_failures);
+        self.rib.sweep_stale(id, Some(afi), |change| {
+            removed += 1;
+            write_change(fib, adopted, failures, change);
+        });
+        if removed > 0 {
+            tracing::info!(peer = %name, afi = ?afi, removed, "stale routes removed");
         }
-        self.pending_changes(changes);
     }
 
     async fn on_timer(&mut self) {
@@ -815,28 +835,21 @@ impl Daemon {
     /// the event loop flushes when it is idle.
     fn pending_changes(&mut self, changes: Vec<FibChange>) {
         for change in changes {
-            let next_hops = self.adopted.desired(&change.prefix, &change.next_hops);
-            let op = if next_hops.is_empty() {
-                FibOp::Delete {
-                    prefix: change.prefix,
-                }
-            } else {
-                FibOp::Replace {
-                    prefix: change.prefix,
-                    next_hops,
-                }
-            };
-            self.queue.push(op);
+            write_change(&mut self.fib, &self.adopted, &mut self.fib_failures, change);
         }
     }
 
+    /// A session is gone without graceful restart: its routes leave the RIB and the FIB.
+    fn remove_peer_routes(&mut self, id: PeerId) {
+        let (fib, adopted, failures) = (&mut self.fib, &self.adopted, &mut self.fib_failures);
+        self.rib
+            .remove_peer(id, |change| write_change(fib, adopted, failures, change));
+    }
+
     async fn flush_fib(&mut self) {
-        let ops = std::mem::take(&mut self.queue);
-        let mut errors = Vec::new();
-        for op in ops {
-            errors.extend(self.fib.apply(op).await);
-        }
-        errors.extend(self.fib.flush().await);
+        let mut errors = std::mem::take(&mut self.fib_failures);
+        errors.extend(self.fib.flush());
+        self.flushed_ops = self.fib.ops;
         let errors = real_errors(errors);
         if let Some(first) = errors.first() {
             tracing::warn!(error = %first, refused = errors.len(), "kernel refused route changes; resynchronising the table");
@@ -894,20 +907,22 @@ impl Daemon {
                 "a route of ours was changed behind our back: putting it back"
             );
         }
-        self.queue.push(if want.is_empty() {
+        let op = if want.is_empty() {
             FibOp::Delete { prefix }
         } else {
             FibOp::Replace {
                 prefix,
                 next_hops: want,
             }
-        });
+        };
+        let failures = self.fib.apply(op);
+        self.fib_failures.extend(failures);
     }
 
     /// Puts the kernel table back in line with the RIB (and the adopted routes).
     async fn resync(&mut self) {
         self.resyncs += 1;
-        let kernel = match self.fib.dump().await {
+        let kernel = match self.fib.dump() {
             Ok(k) => k,
             Err(error) => {
                 tracing::warn!(%error, "cannot dump the kernel table");
@@ -922,9 +937,9 @@ impl Daemon {
             .collect();
         let mut errors = Vec::new();
         for op in reconcile(desired, kernel) {
-            errors.extend(self.fib.apply(op).await);
+            errors.extend(self.fib.apply(op));
         }
-        errors.extend(self.fib.flush().await);
+        errors.extend(self.fib.flush());
         let errors = real_errors(errors);
         match errors.first() {
             None => self.resync_backoff = Duration::ZERO,
@@ -1023,8 +1038,7 @@ impl Daemon {
             if let Some(peer) = self.peers.remove(&address) {
                 tracing::info!(peer = %peer.name, "its neighbor group changed: its stale routes go");
             }
-            let changes = self.rib.remove_peer(id);
-            self.pending_changes(changes);
+            self.remove_peer_routes(id);
         }
         if config.kernel.multipath != self.config.kernel.multipath {
             let changes = self.rib.set_multipath(config.kernel.multipath);
@@ -1043,9 +1057,9 @@ impl Daemon {
                     });
                     self.resync().await;
                     for prefix in self.ours() {
-                        let _ = old_fib.apply(FibOp::Delete { prefix }).await;
+                        let _ = old_fib.apply(FibOp::Delete { prefix });
                     }
-                    let _ = old_fib.flush().await;
+                    let _ = old_fib.flush();
                     self.fib.ops += old_fib.ops;
                     self.fib.errors += old_fib.errors;
                 }
@@ -1107,9 +1121,9 @@ impl Daemon {
                 "kernel.persist is off: removing our routes"
             );
             for prefix in ours {
-                let _ = self.fib.apply(FibOp::Delete { prefix }).await;
+                let _ = self.fib.apply(FibOp::Delete { prefix });
             }
-            let _ = self.fib.flush().await;
+            let _ = self.fib.flush();
         }
     }
 

@@ -521,14 +521,14 @@ impl Shared {
     }
 
     /// Removes `peer`'s paths in `table` that `stale_only` names (all, or the stale ones),
-    /// at most `left` of them, adding the changes to `changes`.
+    /// at most `left` of them, passing each change to `each`.
     fn remove_paths<K: Key>(
         &mut self,
         table: &mut Table<K>,
         peer: PeerId,
         stale_only: bool,
         mut left: usize,
-        changes: &mut Vec<FibChange>,
+        each: &mut impl FnMut(FibChange),
     ) {
         let goes = |p: &RibPath| p.peer == peer && (p.stale || !stale_only);
         table.retain(|key, entry| {
@@ -544,7 +544,7 @@ impl Shared {
                     }
                     left -= 1;
                     self.forget(afi, *path);
-                    changes.push(self.removal(prefix));
+                    each(self.removal(prefix));
                     false
                 }
                 Entry::Many(many) => {
@@ -552,7 +552,9 @@ impl Shared {
                         left -= 1;
                         let gone = many.paths.swap_remove(i);
                         self.forget(afi, gone);
-                        changes.extend(self.settle(prefix, entry));
+                        if let Some(change) = self.settle(prefix, entry) {
+                            each(change);
+                        }
                     }
                     true
                 }
@@ -734,11 +736,12 @@ impl Rib {
     }
 
     /// The session is gone without graceful restart: all its paths go, and the id is
-    /// forgotten (a later `add_peer` with it starts from nothing). Changes come by prefix.
-    pub fn remove_peer(&mut self, peer: PeerId) -> Vec<FibChange> {
-        let changes = self.remove_paths(peer, Removal::All);
+    /// forgotten (a later `add_peer` with it starts from nothing). Each change goes to
+    /// `each` as it is made, in no particular order: a session's worth of changes is never
+    /// held in memory at once.
+    pub fn remove_peer(&mut self, peer: PeerId, mut each: impl FnMut(FibChange)) {
+        self.remove_paths(peer, Removal::All, &mut each);
         self.shared.peers.remove(&peer);
-        changes
     }
 
     /// Graceful restart (RFC 4724 4.2): the session is gone but its paths stay, marked
@@ -756,20 +759,20 @@ impl Rib {
     }
 
     /// Removes `peer`'s paths that are still stale, in one family (End-of-RIB for it) or in
-    /// both (`None`: the restart or stale timer ran out). Changes come by prefix.
-    pub fn sweep_stale(&mut self, peer: PeerId, afi: Option<Afi>) -> Vec<FibChange> {
-        self.remove_paths(peer, Removal::Stale(afi))
+    /// both (`None`: the restart or stale timer ran out). Each change goes to `each`, in no
+    /// particular order.
+    pub fn sweep_stale(&mut self, peer: PeerId, afi: Option<Afi>, mut each: impl FnMut(FibChange)) {
+        self.remove_paths(peer, Removal::Stale(afi), &mut each);
     }
 
     /// Removes `peer`'s paths that `which` names.
-    fn remove_paths(&mut self, peer: PeerId, which: Removal) -> Vec<FibChange> {
+    fn remove_paths(&mut self, peer: PeerId, which: Removal, each: &mut impl FnMut(FibChange)) {
         let Some(&Peer {
             received, stale, ..
         }) = self.shared.peers.get(&peer)
         else {
-            return Vec::new();
+            return;
         };
-        let mut changes = Vec::new();
         for afi in [Afi::Ipv4, Afi::Ipv6] {
             let (stale_only, left) = match which {
                 Removal::All => (false, received),
@@ -778,18 +781,14 @@ impl Rib {
                 Removal::Stale(Some(_)) => continue,
             };
             match afi {
-                Afi::Ipv4 => {
-                    self.shared
-                        .remove_paths(&mut self.v4, peer, stale_only, left, &mut changes)
-                }
-                Afi::Ipv6 => {
-                    self.shared
-                        .remove_paths(&mut self.v6, peer, stale_only, left, &mut changes)
-                }
+                Afi::Ipv4 => self
+                    .shared
+                    .remove_paths(&mut self.v4, peer, stale_only, left, each),
+                Afi::Ipv6 => self
+                    .shared
+                    .remove_paths(&mut self.v6, peer, stale_only, left, each),
             }
         }
-        changes.sort_unstable_by_key(|c| c.prefix);
-        changes
     }
 
     /// The next hops installed for `prefix`, if any.
@@ -909,6 +908,22 @@ mod tests {
             prefix: net(prefix),
             next_hops: gateways.iter().map(|g| hop(g)).collect(),
         }
+    }
+
+    /// `Rib::remove_peer`'s changes, by prefix.
+    fn removed(rib: &mut Rib, peer: PeerId) -> Vec<FibChange> {
+        let mut changes = Vec::new();
+        rib.remove_peer(peer, |c| changes.push(c));
+        changes.sort_unstable_by_key(|c| c.prefix);
+        changes
+    }
+
+    /// `Rib::sweep_stale`'s changes, by prefix.
+    fn swept(rib: &mut Rib, peer: PeerId, afi: Option<Afi>) -> Vec<FibChange> {
+        let mut changes = Vec::new();
+        rib.sweep_stale(peer, afi, |c| changes.push(c));
+        changes.sort_unstable_by_key(|c| c.prefix);
+        changes
     }
 
     fn hops(gateways: &[&str]) -> Vec<NextHop> {
@@ -1474,7 +1489,7 @@ mod tests {
         rib.announce(1, net("2001:db8:1::/64"), cilium("2001:db8::1"));
         rib.announce(2, net("10.0.2.0/24"), cilium("192.0.2.2"));
         assert_eq!(
-            rib.remove_peer(1),
+            removed(&mut rib, 1),
             vec![
                 change("10.0.1.0/24", &["192.0.2.2"]),
                 change("2001:db8:1::/64", &[]),
@@ -1489,7 +1504,7 @@ mod tests {
                 installed: 2
             }
         );
-        assert_eq!(rib.remove_peer(1), vec![]);
+        assert_eq!(removed(&mut rib, 1), vec![]);
     }
 
     #[test]
@@ -1497,7 +1512,7 @@ mod tests {
         let mut rib = Rib::new(true);
         rib.add_peer(node(1));
         rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
-        rib.remove_peer(1);
+        removed(&mut rib, 1);
         assert_eq!(
             rib.announce(1, net("10.0.2.0/24"), cilium("192.0.2.1")),
             None
@@ -1546,7 +1561,7 @@ mod tests {
             Some(&hops(&["192.0.2.1"])[..])
         );
         assert_eq!(
-            rib.sweep_stale(1, None),
+            swept(&mut rib, 1, None),
             vec![
                 change("10.0.1.0/24", &[]),
                 change("10.0.2.0/24", &[]),
@@ -1562,12 +1577,12 @@ mod tests {
     fn end_of_rib_sweeps_only_its_family() {
         let mut rib = restarting_rib();
         assert_eq!(
-            rib.sweep_stale(1, Some(Afi::Ipv4)),
+            swept(&mut rib, 1, Some(Afi::Ipv4)),
             vec![change("10.0.1.0/24", &[]), change("10.0.2.0/24", &[])]
         );
         assert_eq!(rib.len(), 2);
         assert_eq!(
-            rib.sweep_stale(1, Some(Afi::Ipv6)),
+            swept(&mut rib, 1, Some(Afi::Ipv6)),
             vec![
                 change("2001:db8:1::/64", &[]),
                 change("2001:db8:2::/64", &[])
@@ -1589,7 +1604,7 @@ mod tests {
             Some(change("2001:db8:2::/64", &["2001:db8::101"]))
         );
         assert_eq!(
-            rib.sweep_stale(1, None),
+            swept(&mut rib, 1, None),
             vec![change("10.0.2.0/24", &[]), change("2001:db8:1::/64", &[])]
         );
         assert_eq!(
@@ -1599,7 +1614,7 @@ mod tests {
                 installed: 2
             }
         );
-        assert_eq!(rib.sweep_stale(1, None), vec![]);
+        assert_eq!(swept(&mut rib, 1, None), vec![]);
     }
 
     #[test]
@@ -1607,8 +1622,8 @@ mod tests {
         let mut rib = Rib::new(true);
         rib.add_peer(node(1));
         rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
-        assert_eq!(rib.sweep_stale(1, None), vec![]);
-        assert_eq!(rib.sweep_stale(9, None), vec![]);
+        assert_eq!(swept(&mut rib, 1, None), vec![]);
+        assert_eq!(swept(&mut rib, 9, None), vec![]);
         assert_eq!(rib.len(), 1);
     }
 
@@ -1620,7 +1635,7 @@ mod tests {
         rib.announce(1, net("10.0.1.0/24"), cilium("192.0.2.1"));
         rib.withdraw(1, net("2001:db8:1::/64"));
         assert_eq!(rib.shared.peers[&1].stale, [1, 1]);
-        assert_eq!(rib.sweep_stale(1, None).len(), 2);
+        assert_eq!(swept(&mut rib, 1, None).len(), 2);
         assert_eq!(rib.shared.peers[&1].stale, [0, 0]);
     }
 
@@ -1744,12 +1759,12 @@ mod tests {
         let third = rib.best(&net("2001:db8:3::/64")).unwrap();
         assert!(Arc::ptr_eq(first, third));
         assert_eq!(**first, hops(&["192.0.2.1", "192.0.2.2"]));
-        rib.remove_peer(2);
+        removed(&mut rib, 2);
         assert_eq!(rib.shared.sets.len(), 1);
         let first = rib.best(&net("10.0.1.0/24")).unwrap();
         let third = rib.best(&net("2001:db8:3::/64")).unwrap();
         assert!(Arc::ptr_eq(first, third));
-        rib.remove_peer(1);
+        removed(&mut rib, 1);
         assert_eq!(rib.shared.sets.len(), 0);
     }
 
@@ -1870,7 +1885,7 @@ mod tests {
             let changes = match rng.random_range(0..20) {
                 0 => {
                     paths.retain(|(p, _), _| *p != id);
-                    rib.remove_peer(id)
+                    removed(&mut rib, id)
                 }
                 1 => rib.set_multipath(!rib.shared.multipath),
                 _ if !rib.shared.peers.contains_key(&id) => rib.add_peer(node(id)),
@@ -1886,7 +1901,7 @@ mod tests {
                     paths.retain(|(p, prefix), (_, stale)| {
                         !(*p == id && *stale && afi.is_none_or(|a| a == Afi::of(prefix)))
                     });
-                    rib.sweep_stale(id, afi)
+                    swept(&mut rib, id, afi)
                 }
                 4..=9 => {
                     paths.remove(&(id, prefix));
@@ -1979,15 +1994,15 @@ mod tests {
         assert_eq!(rib.shared.attrs.len(), 1);
         assert_eq!(rib.shared.sets.len(), 3);
 
-        let gone = rib.remove_peer(2);
+        let gone = removed(&mut rib, 2);
         assert_eq!(gone.len(), 50_000);
         assert!(gone.iter().all(|c| *c.next_hops == hops(&["192.0.2.1"])));
         assert_eq!(rib.shared.sets.len(), 1);
         rib.mark_stale(1);
-        assert_eq!(rib.sweep_stale(1, Some(Afi::Ipv6)), vec![]);
-        let swept = rib.sweep_stale(1, Some(Afi::Ipv4));
-        assert_eq!(swept.len(), 100_000);
-        assert!(swept.windows(2).all(|w| w[0].prefix < w[1].prefix));
+        assert_eq!(swept(&mut rib, 1, Some(Afi::Ipv6)), vec![]);
+        let gone = swept(&mut rib, 1, Some(Afi::Ipv4));
+        assert_eq!(gone.len(), 100_000);
+        assert!(gone.iter().all(|c| c.next_hops.is_empty()));
         assert!(rib.is_empty());
         assert_eq!(rib.shared.sets.len(), 0);
         assert_eq!(rib.shared.attrs.len(), 0);

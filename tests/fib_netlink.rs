@@ -171,18 +171,18 @@ fn desired(rib: &Rib) -> BTreeMap<IpNet, Vec<NextHop>> {
 async fn apply(fib: &mut Fib, rib: &Rib, ops: Vec<FibOp>) -> Vec<FibError> {
     let mut errors = Vec::new();
     for op in ops {
-        errors.extend(fib.apply(op).await);
+        errors.extend(fib.apply(op));
     }
-    errors.extend(fib.flush().await);
+    errors.extend(fib.flush());
     let resync = errors
         .iter()
         .any(|e| !(matches!(e.op, Some(FibOp::Delete { .. })) && e.errno == libc::ESRCH));
     if resync {
-        let kernel = fib.dump().await.unwrap();
+        let kernel = fib.dump().unwrap();
         for op in reconcile(desired(rib), kernel) {
-            fib.apply(op).await;
+            fib.apply(op);
         }
-        fib.flush().await;
+        fib.flush();
     }
     errors
 }
@@ -208,11 +208,12 @@ fn routes_use_one_object_per_next_hop_and_one_group_per_ecmp_set() {
                 }
             }
             assert_eq!(apply(&mut fib, &rib, ops).await, vec![]);
-            assert_eq!(fib.dump().await.unwrap(), desired(&rib));
+            assert_eq!(fib.dump().unwrap(), desired(&rib));
             let before = fib.ops;
-            let ops: Vec<FibOp> = rib.remove_peer(2).into_iter().map(op).collect();
+            let mut ops = Vec::new();
+            rib.remove_peer(2, |c| ops.push(op(c)));
             assert_eq!(apply(&mut fib, &rib, ops).await, vec![]);
-            assert_eq!(fib.dump().await.unwrap(), desired(&rib));
+            assert_eq!(fib.dump().unwrap(), desired(&rib));
             (fib.ops - before, mode)
         })
     });
@@ -277,13 +278,14 @@ fn thousands_of_routes_go_with_their_object_or_one_by_one_while_another_peer_sti
                 }
             }
             assert_eq!(apply(&mut fib, &rib, ops).await, vec![]);
-            assert_eq!(fib.dump().await.unwrap().len(), 15_000);
+            assert_eq!(fib.dump().unwrap().len(), 15_000);
             let objects = fib.objects();
             for id in [2, 3] {
-                let ops: Vec<FibOp> = rib.remove_peer(id).into_iter().map(op).collect();
+                let mut ops = Vec::new();
+                rib.remove_peer(id, |c| ops.push(op(c)));
                 assert_eq!(ops.len(), 5000);
                 assert_eq!(apply(&mut fib, &rib, ops).await, vec![]);
-                assert_eq!(fib.dump().await.unwrap(), desired(&rib), "peer {id} gone");
+                assert_eq!(fib.dump().unwrap(), desired(&rib), "peer {id} gone");
             }
             if fib.mode() == Mode::NexthopObjects {
                 assert_eq!(objects, 2);
@@ -338,7 +340,7 @@ fn churn_with_injected_failures(tag: &str, mode: Mode) {
                         };
                         let change = match random.below(10) {
                             0 => {
-                                ops.extend(rib.remove_peer(id).into_iter().map(op));
+                                rib.remove_peer(id, |c| ops.push(op(c)));
                                 rib.add_peer(node(id));
                                 None
                             }
@@ -396,7 +398,7 @@ fn churn_with_injected_failures(tag: &str, mode: Mode) {
                     failures += errors.len();
                 }
                 assert!(failures > 0, "failures were injected");
-                let table = fib.dump().await.unwrap();
+                let table = fib.dump().unwrap();
                 Some((table, desired(&rib), fib.objects()))
             })
         })

@@ -470,7 +470,7 @@ impl Fib {
 
     /// Queues one operation; requests go to the kernel in batches, the last of them at
     /// `flush`. Returns failures collected meanwhile.
-    pub async fn apply(&mut self, op: FibOp) -> Vec<FibError> {
+    pub fn apply(&mut self, op: FibOp) -> Vec<FibError> {
         self.ops += 1;
         match op {
             FibOp::Replace { prefix, next_hops } => self.replace(prefix, &next_hops),
@@ -484,7 +484,7 @@ impl Fib {
 
     /// Sends everything queued, removes the objects no route uses any more, and returns
     /// the failures.
-    pub async fn flush(&mut self) -> Vec<FibError> {
+    pub fn flush(&mut self) -> Vec<FibError> {
         // A held-back delete whose object is still in use goes out on its own; otherwise
         // deleting the object below removes the route.
         let mut explicit = Vec::new();
@@ -770,7 +770,7 @@ impl Fib {
     /// Our routes currently in the table (other protocols' routes are skipped). Also
     /// rebuilds the books of objects and of which route uses which from the kernel, and
     /// removes our objects no route uses.
-    pub async fn dump(&mut self) -> io::Result<BTreeMap<IpNet, Vec<NextHop>>> {
+    pub fn dump(&mut self) -> io::Result<BTreeMap<IpNet, Vec<NextHop>>> {
         self.send_batches();
         let mut lost = self.take_failures();
         self.deferred.clear();
@@ -850,7 +850,7 @@ impl Fib {
             next_hops.dedup();
         }
         // Objects of ours that no route uses (left by a crash, or emptied underneath).
-        lost.extend(self.flush().await);
+        lost.extend(self.flush());
         if let Some(error) = lost.first() {
             tracing::debug!(%error, "failures before the dump");
         }
