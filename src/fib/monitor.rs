@@ -8,18 +8,24 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use futures::StreamExt;
-use netlink_packet_core::NetlinkPayload;
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::link::{LinkFlags, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
-use netlink_sys::AsyncSocket;
-use rtnetlink::MulticastGroup;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
-/// Room for a burst of events (some 200 bytes each) while the daemon is busy.
+/// Room for a burst of events (some 200 bytes each) while the daemon is busy. Past it the
+/// kernel drops events and says so (ENOBUFS), and the daemon compares the whole table: the
+/// backlog lives in the kernel's bounded buffer, never in our memory.
 const RECV_BUFFER: usize = 4 << 20;
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const IFF_UP: u32 = 0x1;
+const IFF_LOWER_UP: u32 = 0x1_0000;
 
 /// Which route events matter: our protocol's, not caused by our own socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,85 +48,180 @@ pub enum KernelEvent {
     Overrun,
 }
 
-/// Starts listening; events go to `events` until the daemon drops its receiver.
+/// Starts listening; events go to `events` until the daemon drops its receiver. While the
+/// daemon is busy, events wait in the socket's kernel buffer, not here.
 pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>) -> io::Result<()> {
-    let (mut connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
-        MulticastGroup::Ipv4Route,
-        MulticastGroup::Ipv6Route,
-        MulticastGroup::Link,
-        MulticastGroup::Ipv4Ifaddr,
-        MulticastGroup::Ipv6Ifaddr,
-    ])?;
-    connection
-        .socket_mut()
-        .socket_mut()
-        .set_rx_buf_sz(RECV_BUFFER)?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(connection.socket_mut().socket_mut());
-    // Without the privilege to exceed rmem_max the buffer stays what set_rx_buf_sz got.
-    let _ = set_int(fd, libc::SO_RCVBUFFORCE, RECV_BUFFER as libc::c_int);
-    drop_own_echoes(fd, filter.borrow().own_ports)?;
+    let fd = open()?;
+    set_int(fd.as_raw_fd(), libc::SO_RCVBUF, RECV_BUFFER as libc::c_int)?;
+    // Without the privilege to exceed rmem_max the buffer stays what SO_RCVBUF got.
+    let _ = set_int(
+        fd.as_raw_fd(),
+        libc::SO_RCVBUFFORCE,
+        RECV_BUFFER as libc::c_int,
+    );
+    drop_own_echoes(fd.as_raw_fd(), filter.borrow().own_ports)?;
+    // SAFETY: the OwnedFd owns its descriptor, which stays open until the AsyncFd drops it.
+    let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
     let mut filter = filter;
-    let connection = tokio::spawn(connection);
     tokio::spawn(async move {
         // Whether each link was up with carrier at its last event.
         let mut links: HashMap<u32, bool> = HashMap::new();
+        let mut buffer = vec![0u8; 64 << 10];
         loop {
-            let next = tokio::select! {
-                message = messages.next() => message,
+            let received = tokio::select! {
+                ready = fd.readable() => match ready {
+                    Ok(mut guard) => match guard.try_io(|fd| recv(fd.get_ref(), &mut buffer)) {
+                        Ok(received) => received,
+                        Err(_would_block) => continue,
+                    },
+                    Err(_) => break,
+                },
                 changed = filter.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    // The FIB was reopened: its sockets have new ports. `fd` lives as
-                    // long as the connection task, which this task aborts last.
-                    if let Err(error) = drop_own_echoes(fd, filter.borrow().own_ports) {
+                    // The FIB was reopened: its sockets have new ports.
+                    if let Err(error) = drop_own_echoes(fd.as_raw_fd(), filter.borrow().own_ports) {
                         tracing::warn!(%error, "cannot filter our own route events");
                     }
                     continue;
                 }
             };
-            let Some((message, _)) = next else {
-                break;
+            let received = match received {
+                Ok(n) => n,
+                Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    if events.send(KernelEvent::Overrun).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "netlink monitor stopped");
+                    break;
+                }
             };
-            let port = message.header.port_number;
-            let event = match message.payload {
-                NetlinkPayload::Overrun(_) => Some(KernelEvent::Overrun),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)) => {
-                    relevant(&filter.borrow(), port, &route).then_some(KernelEvent::Route {
-                        route,
-                        deleted: false,
-                    })
+            for (kind, port, payload) in messages(&buffer[..received]) {
+                let event = match kind {
+                    RTM_NEWROUTE | RTM_DELROUTE => route_event(&filter.borrow(), port, payload)
+                        .map(|route| KernelEvent::Route {
+                            route,
+                            deleted: kind == RTM_DELROUTE,
+                        }),
+                    RTM_NEWLINK => link(payload).and_then(|(index, running)| {
+                        let was = links.insert(index, running);
+                        (was == Some(false) && running).then_some(KernelEvent::LinkUp(index))
+                    }),
+                    RTM_DELLINK => {
+                        if let Some((index, _)) = link(payload) {
+                            links.remove(&index);
+                        }
+                        None
+                    }
+                    RTM_NEWADDR => address_index(payload).map(KernelEvent::AddressAdded),
+                    _ => None,
+                };
+                if let Some(event) = event
+                    && events.send(event).await.is_err()
+                {
+                    return;
                 }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(route)) => {
-                    relevant(&filter.borrow(), port, &route).then_some(KernelEvent::Route {
-                        route,
-                        deleted: true,
-                    })
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    let running = running(&link);
-                    let was = links.insert(link.header.index, running);
-                    (was == Some(false) && running)
-                        .then_some(KernelEvent::LinkUp(link.header.index))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(address)) => {
-                    Some(KernelEvent::AddressAdded(address.header.index))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
-                    links.remove(&link.header.index);
-                    None
-                }
-                _ => None,
-            };
-            if let Some(event) = event
-                && events.send(event).await.is_err()
-            {
-                break;
             }
         }
-        connection.abort();
     });
     Ok(())
+}
+
+/// A non-blocking route socket in the link, address and route groups.
+fn open() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero sockaddr_nl is valid; the fields we need are set below.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    address.nl_groups = (libc::RTMGRP_LINK
+        | libc::RTMGRP_IPV4_IFADDR
+        | libc::RTMGRP_IPV6_IFADDR
+        | libc::RTMGRP_IPV4_ROUTE
+        | libc::RTMGRP_IPV6_ROUTE) as u32;
+    // SAFETY: binds the socket we own to an address of the right type and size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const address).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn recv(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: receives into a buffer we own, at most its length.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// The netlink messages in one datagram: type, sender's port, payload.
+fn messages(mut bytes: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    std::iter::from_fn(move || {
+        let header = bytes.get(..16)?;
+        let len = u32::from_ne_bytes(header[..4].try_into().ok()?) as usize;
+        if len < 16 || len > bytes.len() {
+            return None;
+        }
+        let kind = u16::from_ne_bytes([header[4], header[5]]);
+        let port = u32::from_ne_bytes(header[12..16].try_into().ok()?);
+        let payload = &bytes[16..len];
+        bytes = &bytes[len.next_multiple_of(4).min(bytes.len())..];
+        Some((kind, port, payload))
+    })
+}
+
+/// A route event that matters (see [`Filter`]), parsed; the protocol is checked before
+/// anything is parsed.
+fn route_event(filter: &Filter, port: u32, payload: &[u8]) -> Option<RouteMessage> {
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, ...
+    if filter.own_ports.contains(&port) || *payload.get(5)? != filter.protocol {
+        return None;
+    }
+    netlink_packet_core::Parseable::<[u8]>::parse(payload).ok()
+}
+
+/// The index of a link event's link, and whether it is up with carrier.
+fn link(payload: &[u8]) -> Option<(u32, bool)> {
+    // struct ifinfomsg: family, pad, type (u16), index (i32), flags (u32), change (u32)
+    let index = u32::from_ne_bytes(payload.get(4..8)?.try_into().ok()?);
+    let flags = u32::from_ne_bytes(payload.get(8..12)?.try_into().ok()?);
+    Some((
+        index,
+        flags & (IFF_UP | IFF_LOWER_UP) == IFF_UP | IFF_LOWER_UP,
+    ))
+}
+
+/// The index of an address event's link.
+fn address_index(payload: &[u8]) -> Option<u32> {
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index (u32)
+    Some(u32::from_ne_bytes(payload.get(4..8)?.try_into().ok()?))
 }
 
 fn set_int(fd: std::os::fd::RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -194,25 +295,24 @@ fn drop_own_echoes(fd: std::os::fd::RawFd, ports: [u32; 2]) -> io::Result<()> {
     Ok(())
 }
 
-fn relevant(filter: &Filter, port: u32, route: &RouteMessage) -> bool {
-    !filter.own_ports.contains(&port) && u8::from(route.header.protocol) == filter.protocol
-}
-
-fn running(link: &LinkMessage) -> bool {
-    link.header
-        .flags
-        .contains(LinkFlags::Up | LinkFlags::LowerUp)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::route::RouteProtocol;
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 
-    fn route(protocol: u8) -> RouteMessage {
+    fn route(protocol: u8) -> Vec<u8> {
         let mut route = RouteMessage::default();
         route.header.protocol = RouteProtocol::from(protocol);
+        route.header.destination_prefix_length = 24;
         route
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                "10.1.2.0".parse().unwrap(),
+            )));
+        let mut bytes = vec![0; route.buffer_len()];
+        route.emit(&mut bytes);
+        bytes
     }
 
     #[test]
@@ -221,13 +321,39 @@ mod tests {
             protocol: 196,
             own_ports: [4242, 4243],
         };
-        assert!(relevant(&filter, 0, &route(196)), "the kernel's own change");
+        let parsed = route_event(&filter, 0, &route(196)).expect("the kernel's own change");
+        assert_eq!(parsed.header.destination_prefix_length, 24);
         assert!(
-            relevant(&filter, 777, &route(196)),
+            route_event(&filter, 777, &route(196)).is_some(),
             "`ip route` changed ours"
         );
-        assert!(!relevant(&filter, 4242, &route(196)), "our own echo");
-        assert!(!relevant(&filter, 777, &route(4)), "a static route");
+        assert!(
+            route_event(&filter, 4242, &route(196)).is_none(),
+            "our own echo"
+        );
+        assert!(
+            route_event(&filter, 777, &route(4)).is_none(),
+            "a static route"
+        );
+        assert!(
+            route_event(&filter, 777, &[0; 3]).is_none(),
+            "a truncated message"
+        );
+    }
+
+    #[test]
+    fn messages_in_a_datagram_come_with_their_type_and_port() {
+        let mut datagram = event(24, 777);
+        datagram.extend(event(16, 0));
+        let found: Vec<(u16, u32, usize)> = messages(&datagram)
+            .map(|(kind, port, payload)| (kind, port, payload.len()))
+            .collect();
+        assert_eq!(found, vec![(24, 777, 20), (16, 0, 20)]);
+        assert_eq!(
+            messages(&datagram[..40]).count(),
+            1,
+            "a cut message is not read"
+        );
     }
 
     /// Runs a classic BPF program of the kinds `echo_filter` uses over `packet`.
@@ -281,10 +407,23 @@ mod tests {
 
     #[test]
     fn a_link_counts_as_running_only_when_up_with_carrier() {
-        let mut link = LinkMessage::default();
-        link.header.flags = LinkFlags::Up;
-        assert!(!running(&link));
-        link.header.flags = LinkFlags::Up | LinkFlags::LowerUp | LinkFlags::Running;
-        assert!(running(&link));
+        let ifinfomsg = |index: u32, flags: u32| {
+            let mut bytes = vec![0u8; 4];
+            bytes.extend_from_slice(&index.to_ne_bytes());
+            bytes.extend_from_slice(&flags.to_ne_bytes());
+            bytes.extend_from_slice(&0u32.to_ne_bytes());
+            bytes
+        };
+        assert_eq!(link(&ifinfomsg(7, IFF_UP)), Some((7, false)));
+        assert_eq!(link(&ifinfomsg(7, IFF_LOWER_UP)), Some((7, false)));
+        assert_eq!(
+            link(&ifinfomsg(7, IFF_UP | IFF_LOWER_UP | 0x40)),
+            Some((7, true))
+        );
+        assert_eq!(link(&[0; 6]), None);
+        assert_eq!(
+            address_index(&[10, 64, 0, 0, 9, 0, 0, 0]),
+            Some(u32::from_ne_bytes([9, 0, 0, 0]))
+        );
     }
 }
