@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing_subscriber::filter::Targets;
 
 use crate::bgp::admission::{Admission, Admitter};
 use crate::bgp::listener;
@@ -91,15 +92,31 @@ fn one_malloc_arena() {
     }
 }
 
+/// Logs to stderr at `info`, or as `RUST_LOG` says (`debug`, or per module:
+/// `cilium_peer::fib=debug,info`). An unreadable `RUST_LOG` is reported and ignored.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = || Targets::new().with_default(tracing::Level::INFO);
+    let (filter, unreadable) = match std::env::var("RUST_LOG") {
+        Ok(directives) => match directives.parse::<Targets>() {
+            Ok(filter) => (filter, None),
+            Err(error) => (default(), Some((directives, error))),
+        },
+        Err(_) => (default(), None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .try_init();
+    if let Some((directives, error)) = unreadable {
+        tracing::warn!(%directives, %error, "RUST_LOG is not a list of target=level directives: logging at info");
+    }
 }
 
 /// A neighbor, by address: it outlives its connections while its routes are kept.
