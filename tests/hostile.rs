@@ -680,6 +680,58 @@ fn rfc_7606_cases_and_as_path_loops_withdraw_their_routes_and_keep_the_session()
 }
 
 #[test]
+fn updates_trickled_a_few_bytes_at_a_time_by_two_sessions_are_put_back_together() {
+    let Some(scene) = Scene::new("hostile trickle", 64) else {
+        return;
+    };
+    let lab = &scene.lab;
+    let mut peers = Vec::new();
+    let mut streams = Vec::new();
+    for (i, address) in ["2001:db8:1::130", "2001:db8:1::131"]
+        .into_iter()
+        .enumerate()
+    {
+        let me: Ipv6Addr = address.parse().unwrap();
+        let mut peer = scene.peer(address);
+        peer.establish();
+        peer.stream.set_nodelay(true).unwrap();
+        // Three UPDATEs back to back, each with its own route.
+        let mut bytes = Vec::new();
+        for j in 0..3 {
+            let prefix = format!("fd00:7{i}:{}::/48", j + 1);
+            bytes.extend(update(&[
+                origin(),
+                as_path(&[HOSTILE_AS]),
+                mp_reach(me, &prefix),
+            ]));
+        }
+        streams.push(bytes);
+        peers.push(peer);
+    }
+    // Seven bytes at a time, the two sessions taking turns, so every read ends inside a
+    // message and the reads of both sessions interleave.
+    let mut at = 0;
+    while at < streams[0].len().max(streams[1].len()) {
+        for (peer, bytes) in peers.iter_mut().zip(&streams) {
+            if let Some(chunk) = bytes.get(at..(at + 7).min(bytes.len())) {
+                peer.send(chunk);
+            }
+        }
+        at += 7;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for i in 0..2 {
+        for j in 0..3 {
+            lab.wait_route(&format!("fd00:7{i}:{}::/48", j + 1));
+        }
+    }
+    for peer in &mut peers {
+        peer.assert_up();
+    }
+    scene.assert_real_node_untouched();
+}
+
+#[test]
 fn connect_storms_and_peers_that_never_send_open_do_not_starve_real_peers() {
     let max_half_open = 8;
     let Some(mut scene) = Scene::new("hostile storms", max_half_open) else {

@@ -3,19 +3,21 @@
 //! (import policy and next hop resolution), so sessions work in parallel and the daemon
 //! only merges their results. One task per connection; it ends when the session does.
 //!
-//! Memory per connection is bounded whatever the peer sends: the receive buffer holds at
-//! most one incomplete message (4096 bytes, RFC 4271) plus one read window, and is given
-//! back whenever a read leaves no partial message (most of a session's life), decoded
-//! messages go out through a bounded channel, and a peer that stops reading our messages
-//! is dropped after `WRITE_TIMEOUT` instead of blocking its task forever.
+//! Memory per connection is bounded whatever the peer sends: reads land in a buffer shared
+//! by the sessions of a runtime thread, a session keeps at most one incomplete message
+//! (4096 bytes, RFC 4271) between reads and nothing when a read ends on a message boundary
+//! (most of a session's life), decoded messages go out through a bounded channel, and a
+//! peer that stops reading our messages is dropped after `WRITE_TIMEOUT` instead of
+//! blocking its task forever.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::session::{Closed, Negotiated, Output, Session, SessionConfig};
@@ -26,7 +28,15 @@ use crate::policy::{self, PeerLink, Rejection, Resolution};
 use crate::rib::{NextHop, Path, PathAttrs};
 
 /// How much one read may take from the socket.
-const READ_WINDOW: usize = 16 * 1024;
+const READ_WINDOW: usize = 64 * 1024;
+
+thread_local! {
+    /// Where each read lands, shared by the sessions of one runtime thread: a session keeps
+    /// only the incomplete message left at the end of a read, so a thousand idle sessions
+    /// hold no receive buffers and a thousand busy ones still share one per thread.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(wire::MAX_MESSAGE_LEN + READ_WINDOW));
+}
 
 /// A write that cannot finish in this time means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,11 +94,11 @@ pub async fn drive(
     mut commands: mpsc::UnboundedReceiver<PeerCommand>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let mut session = Session::accept(Instant::now(), setup.session.clone());
     let mut updates = UpdateImporter::new(&setup);
-    // Empty (and unallocated) between bursts: an idle session holds no receive buffer.
-    let mut buffer: Vec<u8> = Vec::new();
+    // The incomplete message left by the last read (empty, unallocated, most of the time).
+    let mut partial: Vec<u8> = Vec::new();
     let conn = setup.conn;
     let mut commands_open = true;
 
@@ -125,36 +135,12 @@ pub async fn drive(
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        // What is left from the last read is less than one message: the buffer stays
-        // within one message and one window.
-        buffer.reserve(READ_WINDOW);
         tokio::select! {
-            read = reader.read_buf(&mut buffer) => match read {
-                Ok(0) | Err(_) => session.handle_transport_closed(),
-                Ok(_) => {
-                    let mut consumed = 0;
-                    loop {
-                        match wire::decode(&buffer[consumed..], &session.context()) {
-                            Ok(Some((message, used))) => {
-                                consumed += used;
-                                session.handle_message(Instant::now(), message);
-                                if matches!(session.state(), super::session::State::Closed) {
-                                    break;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(error) => {
-                                tracing::warn!(peer = %setup.name, address = %setup.link.address, %error, "malformed message");
-                                session.handle_decode_error(&error);
-                                break;
-                            }
-                        }
-                    }
-                    buffer.drain(..consumed);
-                    if buffer.is_empty() {
-                        buffer = Vec::new();
-                    }
-                }
+            ready = reader.readable() => match ready {
+                Err(_) => session.handle_transport_closed(),
+                Ok(()) => READ_BUFFER.with_borrow_mut(|buffer| {
+                    read_messages(&reader, buffer, &mut partial, &mut session, &setup);
+                }),
             },
             () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
             command = commands.recv(), if commands_open => match command {
@@ -168,6 +154,49 @@ pub async fn drive(
                 None => commands_open = false,
             },
         }
+    }
+}
+
+/// Reads what the socket has into `buffer` (after the `partial` message left last time),
+/// hands every complete message to the session, and keeps what is left in `partial`.
+fn read_messages(
+    reader: &OwnedReadHalf,
+    buffer: &mut Vec<u8>,
+    partial: &mut Vec<u8>,
+    session: &mut Session,
+    setup: &PeerSetup,
+) {
+    buffer.clear();
+    buffer.extend_from_slice(partial);
+    buffer.reserve(READ_WINDOW);
+    match reader.try_read_buf(buffer) {
+        Ok(0) => return session.handle_transport_closed(),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+        Err(_) => return session.handle_transport_closed(),
+    }
+    let mut consumed = 0;
+    loop {
+        match wire::decode(&buffer[consumed..], &session.context()) {
+            Ok(Some((message, used))) => {
+                consumed += used;
+                session.handle_message(Instant::now(), message);
+                if matches!(session.state(), super::session::State::Closed) {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(peer = %setup.name, address = %setup.link.address, %error, "malformed message");
+                session.handle_decode_error(&error);
+                break;
+            }
+        }
+    }
+    partial.clear();
+    partial.extend_from_slice(&buffer[consumed..]);
+    if partial.is_empty() {
+        *partial = Vec::new();
     }
 }
 
