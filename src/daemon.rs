@@ -716,6 +716,10 @@ impl Daemon {
         };
         if !peer.end_of_rib.contains(&family) {
             peer.end_of_rib.push(family);
+            tracing::info!(
+                peer = %peer.name, %family, received = self.rib.peer_counts(peer.id).received,
+                "End-of-RIB: the peer has sent its routes"
+            );
         }
         let id = peer.id;
         if let Some(afi) = family_afi(family) {

@@ -10,8 +10,9 @@
 //! deleted, and the kernel takes every route still using it along in the same request: a
 //! lost session with 200,000 routes is one request. Route requests are encoded into one
 //! buffer per family and sent many per `sendmsg`, without asking for acknowledgements (the
-//! kernel reports failures anyway), IPv4 and IPv6 on their own sockets from two threads at
-//! once. rtnetlink handles requests synchronously in `sendmsg`, so once a buffer is sent its
+//! kernel reports failures anyway), IPv4 and IPv6 on their own sockets, each with a thread
+//! of its own (a courier) that sends one batch while the event loop encodes the next.
+//! rtnetlink handles requests synchronously in `sendmsg`, so once a buffer is sent its
 //! failures are already queued on the socket: nothing waits for a round trip.
 //!
 //! On kernels without nexthop objects, or for a next hop without an interface (which an
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, mpsc};
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage};
@@ -43,9 +45,9 @@ use crate::rib::NextHop;
 
 /// Socket buffers: room for big batches one way and for many failures the other.
 const SOCKET_BUFFER: usize = 32 << 20;
-/// Bytes of requests per `sendmsg` (about 8,000 routes); smaller if the kernel gives us a
+/// Bytes of requests per `sendmsg` (about 4,000 routes); smaller if the kernel gives us a
 /// smaller send buffer.
-const CHUNK: usize = 512 << 10;
+const CHUNK: usize = 256 << 10;
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -86,14 +88,110 @@ pub enum Mode {
     PlainRoutes,
 }
 
+/// Failures as the kernel reports them: errno and the request it echoes (empty when the
+/// report itself was lost).
+type RawFailures = Vec<(i32, Vec<u8>)>;
+
 /// A netlink socket with the requests waiting to go on it.
 struct Channel {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     out: Vec<u8>,
     chunk: usize,
     /// The netlink port the kernel gave the socket; it stamps it on the route events our
     /// own requests cause.
     port: u32,
+    courier: Courier,
+    /// The buffer the courier gave back, for the next batch.
+    spare: Vec<u8>,
+    /// Failures the courier reported, not yet taken.
+    failures: RawFailures,
+}
+
+/// The thread that sends a channel's batches: at most one batch is with it at a time.
+struct Courier {
+    batches: mpsc::Sender<Vec<u8>>,
+    returned: mpsc::Receiver<(Vec<u8>, RawFailures)>,
+    busy: bool,
+}
+
+impl Courier {
+    fn start(fd: Arc<OwnedFd>) -> io::Result<Courier> {
+        let (batches, to_send) = mpsc::channel::<Vec<u8>>();
+        let (give_back, returned) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("fib-courier".into())
+            .spawn(move || {
+                let mut buffer = vec![0u8; 256 << 10];
+                for batch in to_send {
+                    let mut failures = Vec::new();
+                    send_all(&fd, &batch, &mut failures);
+                    drain(&fd, &mut buffer, &mut failures);
+                    if give_back.send((batch, failures)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Courier {
+            batches,
+            returned,
+            busy: false,
+        })
+    }
+}
+
+/// Sends `bytes` in one `sendmsg`; a refused send is one unattributed failure.
+fn send_all(fd: &OwnedFd, bytes: &[u8], failures: &mut RawFailures) {
+    // SAFETY: sends from a buffer we own to the kernel (the default destination).
+    let sent = unsafe { libc::send(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
+    if sent < 0 {
+        failures.push((
+            io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            Vec::new(),
+        ));
+    }
+}
+
+/// One non-blocking receive into `buffer`: the bytes read, or the socket's error.
+fn recv(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: receives into a buffer we own, at most its length.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Reads the failure reports already queued on the socket.
+fn drain(fd: &OwnedFd, buffer: &mut [u8], failures: &mut RawFailures) {
+    loop {
+        let n = match recv(fd, buffer) {
+            Ok(n) => n,
+            Err(error) => match error.raw_os_error() {
+                Some(libc::EAGAIN) => return,
+                Some(libc::EINTR) => continue,
+                // Reports were lost: say so, unattributed.
+                errno => {
+                    failures.push((errno.unwrap_or(libc::EIO), Vec::new()));
+                    if errno != Some(libc::ENOBUFS) {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        for (kind, payload) in messages(&buffer[..n]) {
+            if kind == NLMSG_ERROR && payload.len() >= 4 {
+                let code = i32::from_ne_bytes(payload[..4].try_into().unwrap());
+                if code != 0 {
+                    failures.push((-code, payload[4..].to_vec()));
+                }
+            }
+        }
+    }
 }
 
 /// Binds a netlink socket to a kernel-chosen port and returns that port.
@@ -146,11 +244,15 @@ impl Channel {
         let port = bind_port(&fd)?;
         // The kernel refuses a message longer than the send buffer less some overhead.
         let chunk = CHUNK.min((sndbuf as usize).saturating_sub(4096).max(16 << 10));
+        let fd = Arc::new(fd);
         Ok(Channel {
+            courier: Courier::start(Arc::clone(&fd))?,
             fd,
             out: Vec::with_capacity(chunk + 4096),
             chunk,
             port,
+            spare: Vec::new(),
+            failures: Vec::new(),
         })
     }
 
@@ -158,82 +260,52 @@ impl Channel {
         self.out.len() >= self.chunk
     }
 
-    /// Sends what is waiting; returns the failures the kernel reported for it, as raw
-    /// (errno, echoed request) pairs.
-    fn send(&mut self) -> Vec<(i32, Vec<u8>)> {
-        let mut failures = Vec::new();
+    /// Gives what is waiting to the courier (after the batch it has, if any) and goes on.
+    fn hand_over(&mut self) {
         if self.out.is_empty() {
-            return failures;
+            return;
         }
-        // SAFETY: sends from a buffer we own to the kernel (the default destination).
-        let sent = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                self.out.as_ptr().cast(),
-                self.out.len(),
-                0,
-            )
-        };
-        if sent < 0 {
-            failures.push((
-                io::Error::last_os_error().raw_os_error().unwrap_or(0),
-                Vec::new(),
-            ));
-        }
-        self.out.clear();
-        if self.out.capacity() > 2 * self.chunk + 8192 {
-            self.out.shrink_to(self.chunk + 4096);
-        }
-        self.drain(&mut failures);
-        failures
-    }
-
-    /// One non-blocking receive into `buffer`: the bytes read, or the socket's error.
-    fn recv(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: receives into a buffer we own, at most its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    }
-
-    /// Reads the failure reports already queued on the socket.
-    fn drain(&self, failures: &mut Vec<(i32, Vec<u8>)>) {
-        let mut buffer = vec![0u8; 256 << 10];
-        loop {
-            let n = match self.recv(&mut buffer) {
-                Ok(n) => n,
-                Err(error) => match error.raw_os_error() {
-                    Some(libc::EAGAIN) => return,
-                    Some(libc::EINTR) => continue,
-                    // Reports were lost: say so, unattributed.
-                    errno => {
-                        failures.push((errno.unwrap_or(libc::EIO), Vec::new()));
-                        if errno != Some(libc::ENOBUFS) {
-                            return;
-                        }
-                        continue;
-                    }
-                },
-            };
-            for (kind, payload) in messages(&buffer[..n]) {
-                if kind == NLMSG_ERROR && payload.len() >= 4 {
-                    let code = i32::from_ne_bytes(payload[..4].try_into().unwrap());
-                    if code != 0 {
-                        failures.push((-code, payload[4..].to_vec()));
-                    }
-                }
+        self.wait();
+        let batch = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+        match self.courier.batches.send(batch) {
+            Ok(()) => self.courier.busy = true,
+            // The courier is gone (it never panics, but): send from here.
+            Err(mpsc::SendError(batch)) => {
+                send_all(&self.fd, &batch, &mut self.failures);
+                drain(&self.fd, &mut vec![0u8; 256 << 10], &mut self.failures);
             }
         }
     }
 
+    /// Waits until the courier has sent its batch, and keeps its failures.
+    fn wait(&mut self) {
+        if !std::mem::take(&mut self.courier.busy) {
+            return;
+        }
+        if let Ok((mut buffer, failures)) = self.courier.returned.recv() {
+            self.failures.extend(failures);
+            buffer.clear();
+            if buffer.capacity() > 2 * self.chunk + 8192 {
+                buffer.shrink_to(self.chunk + 4096);
+            }
+            self.spare = buffer;
+        }
+    }
+
+    /// One non-blocking receive into `buffer`: the bytes read, or the socket's error.
+    fn recv(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        recv(&self.fd, buffer)
+    }
+
+    /// Reads the failure reports already queued on the socket.
+    fn drain(&self, failures: &mut RawFailures) {
+        drain(&self.fd, &mut vec![0u8; 256 << 10], failures);
+    }
+
     /// Sends one request and waits for its acknowledgement; returns its errno (0 = done).
-    fn request(&mut self, message: &[u8], failures: &mut Vec<(i32, Vec<u8>)>) -> io::Result<i32> {
+    fn request(&mut self, message: &[u8], failures: &mut RawFailures) -> io::Result<i32> {
+        self.wait();
+        failures.append(&mut self.failures);
         self.drain(failures);
         let mut with_ack = message.to_vec();
         let flags = u16::from_ne_bytes([with_ack[6], with_ack[7]]) | 0x4; // NLM_F_ACK
@@ -476,8 +548,14 @@ impl Fib {
             FibOp::Replace { prefix, next_hops } => self.replace(prefix, &next_hops),
             FibOp::Delete { prefix } => self.delete(prefix),
         }
-        if self.v4.full() || self.v6.full() {
-            self.send_batches();
+        for channel in [&mut self.v4, &mut self.v6] {
+            if channel.full() {
+                channel.hand_over();
+            }
+        }
+        let failures = [&mut self.v4, &mut self.v6].map(|c| std::mem::take(&mut c.failures));
+        for failures in failures {
+            self.record(failures);
         }
         self.take_failures()
     }
@@ -709,23 +787,21 @@ impl Fib {
         None
     }
 
-    /// Sends both families' queued requests, in parallel when both have some.
+    /// Sends both families' queued requests (in parallel, by their couriers) and waits
+    /// until they are through.
     fn send_batches(&mut self) {
-        let (v4, v6) = if !self.v4.out.is_empty() && !self.v6.out.is_empty() {
-            let (v4, v6) = (&mut self.v4, &mut self.v6);
-            std::thread::scope(|s| {
-                let other = s.spawn(|| v4.send());
-                let mine = v6.send();
-                (other.join().unwrap_or_default(), mine)
-            })
-        } else {
-            (self.v4.send(), self.v6.send())
-        };
-        self.record(v4);
-        self.record(v6);
+        self.v4.hand_over();
+        self.v6.hand_over();
+        for channel in [&mut self.v4, &mut self.v6] {
+            channel.wait();
+        }
+        let failures = [&mut self.v4, &mut self.v6].map(|c| std::mem::take(&mut c.failures));
+        for failures in failures {
+            self.record(failures);
+        }
     }
 
-    fn record(&mut self, failures: Vec<(i32, Vec<u8>)>) {
+    fn record(&mut self, failures: RawFailures) {
         for (errno, echoed) in failures {
             let op = self.failed_op(&echoed);
             self.failures.push(FibError { op, errno });
