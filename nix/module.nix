@@ -142,6 +142,14 @@ let
         Per-session limit on received prefixes; past it the session is closed with a Cease.
         Unset: no limit.
       '';
+      max_prefixes_hold_s = mkOption {
+        type = types.ints.between 0 86400;
+        default = 60;
+        description = ''
+          After a session was closed for max_prefixes, connections from that node are
+          refused for this many seconds, so that it does not flap.
+        '';
+      };
       ttl_security = mkOption {
         type = types.bool;
         default = false;

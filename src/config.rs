@@ -82,6 +82,9 @@ pub struct NeighborGroup {
     pub asn: u32,
     pub password_file: Option<PathBuf>,
     pub max_prefixes: Option<u32>,
+    /// After a session was closed for `max_prefixes`, connections from its address are
+    /// refused for this long (seconds), so that a node sending too much does not flap.
+    pub max_prefixes_hold_s: u32,
     pub ttl_security: bool,
     pub import: Vec<ImportRule>,
     /// Hold time we offer in OPEN (seconds; 0 or 3..=65535).
@@ -243,6 +246,8 @@ struct RawNeighbor {
     password_file: Option<PathBuf>,
     #[serde(default)]
     max_prefixes: Option<u32>,
+    #[serde(default = "default_max_prefixes_hold_s")]
+    max_prefixes_hold_s: u32,
     #[serde(default)]
     ttl_security: bool,
     #[serde(default)]
@@ -272,6 +277,9 @@ fn default_adopt_grace() -> u64 {
 }
 fn default_hold_time() -> u16 {
     90
+}
+fn default_max_prefixes_hold_s() -> u32 {
+    60
 }
 fn yes() -> bool {
     true
@@ -472,6 +480,12 @@ impl Validator {
                     format!("{} must be 0 or at least 3 (RFC 4271)", n.hold_time),
                 );
             }
+            if n.max_prefixes_hold_s > 86_400 {
+                self.error(
+                    format!("{path}.max_prefixes_hold_s"),
+                    format!("{} is more than a day (86400)", n.max_prefixes_hold_s),
+                );
+            }
             if n.max_prefixes == Some(0) {
                 self.error(
                     format!("{path}.max_prefixes"),
@@ -515,6 +529,7 @@ impl Validator {
                     asn: n.asn,
                     password_file: n.password_file,
                     max_prefixes: n.max_prefixes,
+                    max_prefixes_hold_s: n.max_prefixes_hold_s,
                     ttl_security: n.ttl_security,
                     import,
                     hold_time: n.hold_time,

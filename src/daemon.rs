@@ -206,6 +206,8 @@ struct Daemon {
     ra: ra::RaHandle,
     /// Per-source connect rates and the cap on sessions not yet Established.
     admission: Admitter,
+    /// Addresses whose session was closed for `max_prefixes`, refused until then.
+    held_down: HashMap<IpAddr, Instant>,
     /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
     security: watch::Sender<Arc<listener::Security>>,
 }
@@ -314,6 +316,7 @@ impl Daemon {
             watchdog: sd_notify::watchdog_enabled().map(|timeout| (timeout / 2, started)),
             ra,
             admission: Admitter::new(config.limits),
+            held_down: HashMap::new(),
             security,
             config,
         })
@@ -386,6 +389,16 @@ impl Daemon {
             );
             return;
         };
+        let now = Instant::now();
+        self.held_down.retain(|_, until| *until > now);
+        if let Some(until) = self.held_down.get(&address) {
+            let left_s = until.duration_since(now).as_secs() + 1;
+            self.refuse(
+                address,
+                &format!("connection refused: the node passed max_prefixes, held down for {left_s} s more"),
+            );
+            return;
+        }
         let half_open = self
             .peers
             .values()
@@ -696,16 +709,21 @@ impl Daemon {
             changes.extend(self.rib.announce(id, prefix, path));
         }
         let group = self.config.neighbors.iter().find(|g| g.name == peer.group);
-        if let Some(max) = group.and_then(|g| g.max_prefixes)
+        if let Some(group) = group
+            && let Some(max) = group.max_prefixes
             && self.rib.peer_counts(id).received > max as usize
+            && let Some(commands) = peer.commands.take()
         {
-            tracing::warn!(peer = %peer.name, max_prefixes = max, "maximum number of prefixes reached: closing with Cease 1");
-            if let Some(commands) = &peer.commands {
-                let _ = commands.send(PeerCommand::Close {
-                    subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
-                    keep_routes: false,
-                });
-            }
+            let hold = Duration::from_secs(u64::from(group.max_prefixes_hold_s));
+            tracing::warn!(
+                peer = %peer.name, max_prefixes = max, hold_s = hold.as_secs(),
+                "maximum number of prefixes reached: closing with Cease 1, refusing its connections for hold_s"
+            );
+            self.held_down.insert(address, Instant::now() + hold);
+            let _ = commands.send(PeerCommand::Close {
+                subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
+                keep_routes: false,
+            });
         }
         self.pending_changes(changes);
     }
@@ -1013,6 +1031,7 @@ impl Daemon {
             .map(|g| (g.name.as_str(), g))
             .collect();
         let mut forgotten = Vec::new();
+        let mut held_down = Vec::new();
         for peer in self.peers.values() {
             let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
             let subcode = match (old, groups.get(peer.group.as_str())) {
@@ -1033,7 +1052,11 @@ impl Daemon {
                         .max_prefixes
                         .is_some_and(|max| self.rib.peer_counts(peer.id).received > max as usize)
                     {
-                        tracing::warn!(peer = %peer.name, "over its new max_prefixes: closing with Cease 1");
+                        tracing::warn!(
+                            peer = %peer.name, hold_s = new.max_prefixes_hold_s,
+                            "over its new max_prefixes: closing with Cease 1, refusing its connections for hold_s"
+                        );
+                        held_down.push((peer.address, new.max_prefixes_hold_s));
                         let _ = commands.send(PeerCommand::Close {
                             subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
                             keep_routes: false,
@@ -1054,6 +1077,10 @@ impl Daemon {
                 // A graceful-restart peer away: its kept routes go now.
                 None => forgotten.push((peer.address, peer.id)),
             }
+        }
+        for (address, hold_s) in held_down {
+            let until = Instant::now() + Duration::from_secs(u64::from(hold_s));
+            self.held_down.insert(address, until);
         }
         for (address, id) in forgotten {
             if let Some(peer) = self.peers.remove(&address) {
@@ -1384,6 +1411,7 @@ fn session_terms_differ(old: &NeighborGroup, new: &NeighborGroup) -> bool {
         asn,
         password_file,
         max_prefixes: _,
+        max_prefixes_hold_s: _,
         ttl_security,
         import: _,
         hold_time,

@@ -212,10 +212,12 @@ fn a_link_local_listen_address_on_a_hyphenated_bridge_takes_link_local_sessions(
 }
 
 #[test]
-fn a_session_past_max_prefixes_is_closed_with_cease_1_and_its_routes_go() {
-    let Some(mut lab) =
-        lab_with_daemon("max prefixes", "2001:db8:1::/64", r#", "max_prefixes": 2"#)
-    else {
+fn a_session_past_max_prefixes_is_closed_with_cease_1_its_routes_go_and_its_node_is_held_down() {
+    let Some(mut lab) = lab_with_daemon(
+        "max prefixes",
+        "2001:db8:1::/64",
+        r#", "max_prefixes": 2, "max_prefixes_hold_s": 20"#,
+    ) else {
         return;
     };
     let node = lab.cilium_node(1, true);
@@ -230,4 +232,13 @@ fn a_session_past_max_prefixes_is_closed_with_cease_1_and_its_routes_go() {
     });
     lab.wait_no_route("10.244.8.0/24");
     assert!(lab.route("10.244.10.0/24").is_none());
+    // GoBGP connects again within seconds: refused while held down, so no route comes back.
+    wait_for("a refused reconnection", Duration::from_secs(20), || {
+        lab.log("cilium-peer")
+            .contains("the node passed max_prefixes, held down for")
+            .then_some(())
+    });
+    assert!(lab.route("10.244.8.0/24").is_none());
+    let log = lab.log("cilium-peer");
+    assert_eq!(log.matches("session established").count(), 1, "{log}");
 }

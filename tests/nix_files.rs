@@ -281,6 +281,7 @@ fn the_module_renders_the_seed_host_to_the_expected_config_and_unit() {
                 "range": "2001:db8:1::/64",
                 "asn": 65100,
                 "max_prefixes": 10000,
+                "max_prefixes_hold_s": 60,
                 "ttl_security": false,
                 "import": [
                     { "prefix": "10.244.0.0/16", "max_length": 32 },
