@@ -105,6 +105,8 @@ struct Channel {
     spare: Vec<u8>,
     /// Failures the courier reported, not yet taken.
     failures: RawFailures,
+    /// Where failure reports are read on this thread (allocated on first use).
+    inbox: Vec<u8>,
 }
 
 /// The thread that sends a channel's batches: at most one batch is with it at a time.
@@ -121,7 +123,7 @@ impl Courier {
         std::thread::Builder::new()
             .name("fib-courier".into())
             .spawn(move || {
-                let mut buffer = vec![0u8; 256 << 10];
+                let mut buffer = vec![0u8; 64 << 10];
                 for batch in to_send {
                     let mut failures = Vec::new();
                     send_all(&fd, &batch, &mut failures);
@@ -253,6 +255,7 @@ impl Channel {
             port,
             spare: Vec::new(),
             failures: Vec::new(),
+            inbox: Vec::new(),
         })
     }
 
@@ -271,10 +274,24 @@ impl Channel {
             Ok(()) => self.courier.busy = true,
             // The courier is gone (it never panics, but): send from here.
             Err(mpsc::SendError(batch)) => {
-                send_all(&self.fd, &batch, &mut self.failures);
-                drain(&self.fd, &mut vec![0u8; 256 << 10], &mut self.failures);
+                self.out = batch;
+                self.send_here();
             }
         }
+    }
+
+    /// Sends what is waiting from this thread (after the courier's batch, if any): for the
+    /// small batches of a flush, cheaper than waking the courier.
+    fn send_here(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        self.wait();
+        send_all(&self.fd, &self.out, &mut self.failures);
+        self.out.clear();
+        let mut failures = std::mem::take(&mut self.failures);
+        self.drain(&mut failures);
+        self.failures = failures;
     }
 
     /// Waits until the courier has sent its batch, and keeps its failures.
@@ -298,8 +315,11 @@ impl Channel {
     }
 
     /// Reads the failure reports already queued on the socket.
-    fn drain(&self, failures: &mut RawFailures) {
-        drain(&self.fd, &mut vec![0u8; 256 << 10], failures);
+    fn drain(&mut self, failures: &mut RawFailures) {
+        if self.inbox.is_empty() {
+            self.inbox = vec![0u8; 64 << 10];
+        }
+        drain(&self.fd, &mut self.inbox, failures);
     }
 
     /// Sends one request and waits for its acknowledgement; returns its errno (0 = done).
@@ -787,11 +807,14 @@ impl Fib {
         None
     }
 
-    /// Sends both families' queued requests (in parallel, by their couriers) and waits
-    /// until they are through.
+    /// Sends both families' queued requests and waits until they are through: with both,
+    /// the IPv4 courier sends its family while this thread sends IPv6.
     fn send_batches(&mut self) {
-        self.v4.hand_over();
-        self.v6.hand_over();
+        if !self.v4.out.is_empty() && !self.v6.out.is_empty() {
+            self.v4.hand_over();
+        }
+        self.v6.send_here();
+        self.v4.send_here();
         for channel in [&mut self.v4, &mut self.v6] {
             channel.wait();
         }
