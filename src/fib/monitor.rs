@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use netlink_packet_route::route::RouteMessage;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
+
+use super::netlink::{bind_port, recv, route_socket};
 
 /// Room for a burst of events (some 200 bytes each) while the daemon is busy. Past it the
 /// kernel drops events and says so (ENOBUFS), and the daemon compares the whole table: the
@@ -133,52 +135,14 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
 
 /// A non-blocking route socket in the link, address and route groups.
 fn open() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: an all-zero sockaddr_nl is valid; the fields we need are set below.
-    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    address.nl_groups = (libc::RTMGRP_LINK
+    let fd = route_socket()?;
+    let groups = libc::RTMGRP_LINK
         | libc::RTMGRP_IPV4_IFADDR
         | libc::RTMGRP_IPV6_IFADDR
         | libc::RTMGRP_IPV4_ROUTE
-        | libc::RTMGRP_IPV6_ROUTE) as u32;
-    // SAFETY: binds the socket we own to an address of the right type and size.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&raw const address).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+        | libc::RTMGRP_IPV6_ROUTE;
+    bind_port(&fd, groups as u32)?;
     Ok(fd)
-}
-
-fn recv(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: receives into a buffer we own, at most its length.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// The netlink messages in one datagram: type, sender's port, payload.

@@ -154,7 +154,7 @@ fn send_all(fd: &OwnedFd, bytes: &[u8], failures: &mut RawFailures) {
 }
 
 /// One non-blocking receive into `buffer`: the bytes read, or the socket's error.
-fn recv(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<usize> {
+pub(super) fn recv(fd: &OwnedFd, buffer: &mut [u8]) -> io::Result<usize> {
     // SAFETY: receives into a buffer we own, at most its length.
     let n = unsafe {
         libc::recv(
@@ -196,12 +196,31 @@ fn drain(fd: &OwnedFd, buffer: &mut [u8], failures: &mut RawFailures) {
     }
 }
 
-/// Binds a netlink socket to a kernel-chosen port and returns that port.
-fn bind_port(fd: &OwnedFd) -> io::Result<u32> {
+/// A non-blocking rtnetlink socket.
+pub(super) fn route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Binds a netlink socket to a kernel-chosen port, in the multicast `groups` (RTMGRP_*
+/// bits, 0 for none), and returns that port.
+pub(super) fn bind_port(fd: &OwnedFd, groups: u32) -> io::Result<u32> {
     // SAFETY: sockaddr_nl is plain old data; all zero is a valid value (port chosen by the
     // kernel, no groups).
     let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    address.nl_groups = groups;
     let size = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
     // SAFETY: bind(2) and getsockname(2) with a pointer to and the size of our own
     // sockaddr_nl.
@@ -219,19 +238,7 @@ fn bind_port(fd: &OwnedFd) -> io::Result<u32> {
 
 impl Channel {
     fn open() -> io::Result<Channel> {
-        // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = route_socket()?;
         for (force, plain) in [
             (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
             (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -243,7 +250,7 @@ impl Channel {
         // The kernel's reason with each failure, where supported.
         let _ = setsockopt(&fd, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1);
         let sndbuf = getsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
-        let port = bind_port(&fd)?;
+        let port = bind_port(&fd, 0)?;
         // The kernel refuses a message longer than the send buffer less some overhead.
         let chunk = CHUNK.min((sndbuf as usize).saturating_sub(4096).max(16 << 10));
         let fd = Arc::new(fd);
