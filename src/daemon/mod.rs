@@ -2,7 +2,8 @@
 //! turns accepted connections into sessions (or refuses them), merges the sessions' route
 //! batches, keeps a dropped graceful-restart peer's routes as stale, adopts the routes a
 //! previous run left in the kernel, puts back what others change in its table, and handles
-//! signals, sd-notify (with the watchdog), the control socket and metrics scrapes.
+//! signals, sd-notify (with the watchdog), the control socket and metrics scrapes. SIGHUP's
+//! reload is in `reload`, the answers to `show` and the metrics snapshot in `show`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use sd_notify::NotifyState;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,7 +25,7 @@ use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
 use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
 use crate::bgp::wire::{Family, Notification};
-use crate::config::{Config, NeighborGroup};
+use crate::config::Config;
 use crate::control;
 use crate::fib::adopted::Adopted;
 use crate::fib::diff::{FibOp, reconcile};
@@ -34,6 +35,9 @@ use crate::metrics;
 use crate::policy::{PeerLink, Rejection};
 use crate::ra;
 use crate::rib::{Afi, FibChange, NextHop, NextHops, PeerId, PeerInfo, Rib};
+
+mod reload;
+mod show;
 
 /// Route changes written to the FIB before the event loop flushes it even though it is busy.
 const FIB_BATCH: u64 = 32_768;
@@ -1004,139 +1008,6 @@ impl Daemon {
             .collect()
     }
 
-    async fn reload(&mut self) {
-        let _ = sd_notify::notify(&[NotifyState::Reloading, monotonic_usec()]);
-        let config = match Config::load(&self.path) {
-            Ok(c) => c,
-            Err(errors) => {
-                tracing::error!(path = %self.path.display(), %errors, "reload refused: the config is invalid; nothing changed");
-                self.reloads.1 += 1;
-                self.last_reload_ok = false;
-                let _ = sd_notify::notify(&[NotifyState::Ready]);
-                return;
-            }
-        };
-        let transport = match listener::Security::load(&config) {
-            Ok(t) => t,
-            Err(error) => {
-                tracing::error!(%error, "reload refused: nothing changed");
-                let _ = sd_notify::notify(&[NotifyState::Ready]);
-                return;
-            }
-        };
-        // Sessions whose neighbor group is gone or changed are closed.
-        let groups: HashMap<&str, &NeighborGroup> = config
-            .neighbors
-            .iter()
-            .map(|g| (g.name.as_str(), g))
-            .collect();
-        let mut forgotten = Vec::new();
-        let mut held_down = Vec::new();
-        for peer in self.peers.values() {
-            let old = self.config.neighbors.iter().find(|g| g.name == peer.group);
-            let subcode = match (old, groups.get(peer.group.as_str())) {
-                (_, None) => Notification::CEASE_PEER_DECONFIGURED,
-                (Some(old), Some(new)) if session_terms_differ(old, new) => {
-                    Notification::CEASE_OTHER_CONFIGURATION_CHANGE
-                }
-                (Some(old), Some(new)) => {
-                    // Policy only: the session stays.
-                    let Some(commands) = &peer.commands else {
-                        continue;
-                    };
-                    if old.import != new.import {
-                        tracing::info!(peer = %peer.name, "import list changed: asking for a route refresh");
-                        let _ = commands.send(PeerCommand::SetImport(new.import.clone()));
-                    }
-                    if new
-                        .max_prefixes
-                        .is_some_and(|max| self.rib.peer_counts(peer.id).received > max as usize)
-                    {
-                        tracing::warn!(
-                            peer = %peer.name, hold_s = new.max_prefixes_hold_s,
-                            "over its new max_prefixes: closing with Cease 1, refusing its connections for hold_s"
-                        );
-                        held_down.push((peer.address, new.max_prefixes_hold_s));
-                        let _ = commands.send(PeerCommand::Close {
-                            subcode: Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
-                            keep_routes: false,
-                        });
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            match &peer.commands {
-                Some(commands) => {
-                    tracing::info!(peer = %peer.name, subcode, "closing: its neighbor group changed");
-                    let _ = commands.send(PeerCommand::Close {
-                        subcode,
-                        keep_routes: false,
-                    });
-                }
-                // A graceful-restart peer away: its kept routes go now.
-                None => forgotten.push((peer.address, peer.id)),
-            }
-        }
-        for (address, hold_s) in held_down {
-            let until = Instant::now() + Duration::from_secs(u64::from(hold_s));
-            self.held_down.insert(address, until);
-        }
-        for (address, id) in forgotten {
-            if let Some(peer) = self.peers.remove(&address) {
-                tracing::info!(peer = %peer.name, "its neighbor group changed: its stale routes go");
-            }
-            self.remove_peer_routes(id);
-        }
-        if config.kernel.multipath != self.config.kernel.multipath {
-            let changes = self.rib.set_multipath(config.kernel.multipath);
-            self.pending_changes(changes);
-        }
-        if config.kernel.table != self.config.kernel.table
-            || config.kernel.protocol != self.config.kernel.protocol
-        {
-            match Fib::open(config.kernel.table, config.kernel.protocol) {
-                Ok(new_fib) => {
-                    // Into the new table first, then out of the old one.
-                    let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
-                    self.kernel_filter.send_replace(monitor::Filter {
-                        protocol: config.kernel.protocol,
-                        own_ports: self.fib.ports(),
-                    });
-                    self.resync().await;
-                    for prefix in self.ours() {
-                        let _ = old_fib.apply(FibOp::Delete { prefix });
-                    }
-                    let _ = old_fib.flush();
-                    self.fib.ops += old_fib.ops;
-                    self.fib.errors += old_fib.errors;
-                }
-                Err(error) => tracing::error!(%error, "cannot open the new kernel table"),
-            }
-        }
-        self.ra.reload(ra_bridges(&config));
-        if config.metrics != self.config.metrics {
-            if let Some(server) = self.metrics_server.take() {
-                server.abort();
-            }
-            self.metrics_server = serve_metrics(config.metrics, &self.metrics_tx);
-        }
-        self.reloads.0 += 1;
-        self.last_reload_ok = true;
-        self.admission.set_limits(config.limits);
-        // New keys and GTSM settings go onto the live listening sockets.
-        self.security.send_if_modified(|current| {
-            let changed = **current != transport;
-            if changed {
-                *current = Arc::new(transport);
-            }
-            changed
-        });
-        self.config = config;
-        tracing::info!(path = %self.path.display(), "config reloaded");
-        let _ = sd_notify::notify(&[NotifyState::Ready]);
-    }
-
     async fn shutdown(mut self, mode: ra::StopMode) {
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
         tracing::info!(?mode, "stopping");
@@ -1207,134 +1078,6 @@ impl Daemon {
         );
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
     }
-
-    fn answer(&self, request: &control::Request) -> Value {
-        match request {
-            control::Request::Peers => Value::Array(
-                self.sorted_peers()
-                    .into_iter()
-                    .map(|p| {
-                        let counts = self.rib.peer_counts(p.id);
-                        let n = p.negotiated.as_ref();
-                        json!({
-                            "name": p.name,
-                            "group": p.group,
-                            "address": p.address.to_string(),
-                            "asn": n.map_or(p.asn, |n| n.peer_as),
-                            "router_id": n.map(|n| n.peer_router_id.to_string()),
-                            "state": p.state(),
-                            "uptime_s": p.since.elapsed().as_secs(),
-                            "received": counts.received,
-                            "installed": counts.installed,
-                            "rejected": p.rejected.iter().map(|(k, v)| (k.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                            "updates": p.updates,
-                            "hold_time": n.map(|n| n.hold_time),
-                            "families": n.map(|n| n.families.iter().map(|f| format!("{}/{}", f.afi, f.safi)).collect::<Vec<_>>()),
-                            "extended_next_hop": n.map(|n| n.extended_next_hop),
-                            "graceful_restart": n.map(|n| n.graceful_restart.is_some()),
-                            "stale": p.stale_until.is_some(),
-                        })
-                    })
-                    .collect(),
-            ),
-            control::Request::Routes => Value::Array(
-                self.sorted_routes()
-                    .into_iter()
-                    .map(|(prefix, hops, adopted)| {
-                        let hops = &hops;
-                        json!({
-                            "prefix": prefix.to_string(),
-                            "nexthops": hops.iter().map(|h| json!({
-                                "gateway": h.gateway.to_string(),
-                                "interface": h.ifindex.and_then(|i| nix::net::if_::if_indextoname(i).ok()).map(|n| n.to_string_lossy().into_owned()),
-                                "ifindex": h.ifindex,
-                            })).collect::<Vec<_>>(),
-                            "adopted": adopted,
-                            "table": self.config.kernel.table,
-                        })
-                    })
-                    .collect(),
-            ),
-            control::Request::Bridges => {
-                let ra_status = self.ra.snapshot();
-                Value::Array(
-                self.config
-                    .bridges
-                    .iter()
-                    .map(|(name, b)| {
-                        json!({
-                            "name": name,
-                            "ifindex": nix::net::if_::if_nametoindex(name.as_str()).ok(),
-                            "prefixes": b.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                            "ra": ra_status.iter().find(|s| s.ifname == *name),
-                        })
-                    })
-                    .collect(),
-            )
-            }
-        }
-    }
-
-    fn metrics_snapshot(&self) -> metrics::Snapshot {
-        let start = std::time::SystemTime::now() - self.started.elapsed();
-        metrics::Snapshot {
-            version: env!("CARGO_PKG_VERSION"),
-            start_time_s: start
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            sessions: self
-                .sorted_peers()
-                .into_iter()
-                .map(|p| {
-                    let counts = self.rib.peer_counts(p.id);
-                    metrics::Session {
-                        name: p.name.clone(),
-                        address: p.address.to_string(),
-                        state: p.state(),
-                        prefixes_received: p.announced,
-                        prefixes_accepted: counts.received,
-                        prefixes_installed: counts.installed,
-                        rejected: p.rejected.iter().map(|(r, n)| (*r, *n)).collect(),
-                        updates: p.updates,
-                    }
-                })
-                .collect(),
-            connections_refused: self.refused,
-            routes: self.ours().len(),
-            routes_adopted: self.adopted.len(),
-            fib_operations: self.fib.ops,
-            fib_errors: self.fib.errors,
-            fib_repairs: self.repairs,
-            fib_resyncs: self.resyncs,
-            bridges: self.ra.snapshot(),
-            reloads_applied: self.reloads.0,
-            reloads_refused: self.reloads.1,
-            last_reload_ok: self.last_reload_ok,
-        }
-    }
-
-    /// What we want in the kernel, IPv4 first, by prefix; routes that still hold next hops
-    /// adopted from a previous run flagged.
-    fn sorted_routes(&self) -> Vec<(IpNet, Vec<NextHop>, bool)> {
-        let mut routes: BTreeMap<IpNet, Vec<NextHop>> = self
-            .rib
-            .installed()
-            .map(|(p, h)| (p, self.adopted.desired(&p, h).to_vec()))
-            .collect();
-        for (prefix, hops) in self.adopted.iter() {
-            routes.entry(*prefix).or_insert_with(|| hops.to_vec());
-        }
-        routes
-            .into_iter()
-            .map(|(p, h)| (p, h, !self.adopted.get(&p).is_empty()))
-            .collect()
-    }
-
-    fn sorted_peers(&self) -> Vec<&Peer> {
-        let mut peers: Vec<&Peer> = self.peers.values().collect();
-        peers.sort_by(|a, b| a.name.cmp(&b.name));
-        peers
-    }
 }
 
 /// Starts the metrics responder when `listen` is set; a failure is logged, not fatal.
@@ -1399,30 +1142,6 @@ fn monotonic_usec() -> NotifyState<'static> {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     NotifyState::MonotonicUsec(ts.tv_sec as i128 * 1_000_000 + ts.tv_nsec as i128 / 1000)
-}
-
-/// Whether a neighbor group changed in a way the running sessions cannot take without
-/// reconnecting: who may peer, as which AS, with which key, or what goes into OPEN.
-fn session_terms_differ(old: &NeighborGroup, new: &NeighborGroup) -> bool {
-    // Named field by field so that a new key has to be placed on one side or the other.
-    let NeighborGroup {
-        name: _,
-        range,
-        asn,
-        password_file,
-        max_prefixes: _,
-        max_prefixes_hold_s: _,
-        ttl_security,
-        import: _,
-        hold_time,
-        graceful_restart,
-    } = old;
-    *range != new.range
-        || *asn != new.asn
-        || *password_file != new.password_file
-        || *ttl_security != new.ttl_security
-        || *hold_time != new.hold_time
-        || *graceful_restart != new.graceful_restart
 }
 
 /// Every configured bridge with its (validated) RA settings.
