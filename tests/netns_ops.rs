@@ -361,6 +361,48 @@ fn a_reload_removing_the_range_of_a_node_away_in_graceful_restart_removes_its_ke
 }
 
 #[test]
+fn a_reload_starts_and_stops_listening_addresses_and_keeps_established_sessions() {
+    let Some(mut lab) = lab_or_skip("reload listen", &["gobgpd", "gobgp", "ss"]) else {
+        return;
+    };
+    let cilium = [("cilium", "2001:db8:1::/64", "")];
+    lab.start_cilium_peer(&config(&lab, &cilium, ""));
+    let a = lab.cilium_node(1, true);
+    lab.announce(&a, "10.244.1.0/24");
+    lab.wait_route("10.244.1.0/24");
+    let listening = |lab: &Lab| -> Vec<String> {
+        let out = lab.exec(&lab.host, &["ss", "-Hltn"]);
+        let mut ports: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .filter_map(|local| local.rsplit(':').next().map(str::to_string))
+            .filter(|port| port == "179" || port == "1790")
+            .collect();
+        ports.sort();
+        ports
+    };
+    assert_eq!(listening(&lab), vec!["179"]);
+    let listen = |ports: &str| {
+        config(&lab, &cilium, "").replace(
+            r#""listen": ["[::]:179"]"#,
+            &format!(r#""listen": [{ports}]"#),
+        )
+    };
+    lab.write("config.json", &listen(r#""[::]:179", "[::]:1790""#));
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "config reloaded", 1);
+    assert_eq!(listening(&lab), vec!["179", "1790"]);
+    lab.write("config.json", &listen(r#""[::]:1790""#));
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "config reloaded", 2);
+    wait_for("port 179 to close", Duration::from_secs(5), || {
+        (listening(&lab) == vec!["1790"]).then_some(())
+    });
+    assert!(gobgp_established(&lab, &a), "the session on 179 stays");
+    assert!(lab.route("10.244.1.0/24").is_some());
+}
+
+#[test]
 fn a_reload_changing_the_kernel_table_moves_our_routes() {
     let Some(mut lab) = lab_or_skip("reload table", &["gobgpd", "gobgp"]) else {
         return;

@@ -25,7 +25,7 @@ use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent, PeerSetup, RouteBatch};
 use crate::bgp::session::{CloseReason, Negotiated, SessionConfig};
 use crate::bgp::wire::{Family, Notification};
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::control;
 use crate::fib::adopted::Adopted;
 use crate::fib::diff::{FibOp, reconcile};
@@ -175,6 +175,9 @@ struct Daemon {
     events: mpsc::Receiver<PeerEvent>,
     events_tx: mpsc::Sender<PeerEvent>,
     accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    accepted_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
+    /// One task per `listen` address.
+    listeners: Vec<(ListenAddr, tokio::task::JoinHandle<()>)>,
     control: mpsc::Receiver<(control::Request, oneshot::Sender<Value>)>,
     /// Route and link events from the kernel, and what they are filtered by.
     kernel: mpsc::Receiver<KernelEvent>,
@@ -250,26 +253,14 @@ impl Daemon {
 
         let (accepted_tx, accepted) = mpsc::channel(256);
         let (security, security_rx) = watch::channel(Arc::new(transport));
-        for listen in &config.listen {
-            let listen = listen.clone();
-            // Bind now where we can, so that READY=1 means listening (keys in place).
-            let bound = match listener::bind(&listen, &security_rx.borrow()) {
-                Ok(l) => {
-                    tracing::info!(%listen, "listening for BGP");
-                    Some(l)
-                }
-                Err(error) => {
-                    tracing::warn!(%listen, %error, "cannot listen yet; will retry");
-                    None
-                }
-            };
-            tokio::spawn(listener::serve(
-                listen,
-                bound,
-                security_rx.clone(),
-                accepted_tx.clone(),
-            ));
-        }
+        let listeners = config
+            .listen
+            .iter()
+            .map(|listen| {
+                let task = start_listener(listen, &security_rx, &accepted_tx);
+                (listen.clone(), task)
+            })
+            .collect();
         let (control_tx, control) = mpsc::channel(16);
         control::serve(
             &config.control_socket,
@@ -297,6 +288,8 @@ impl Daemon {
             events,
             events_tx,
             accepted,
+            accepted_tx,
+            listeners,
             control,
             kernel,
             kernel_filter,
@@ -1078,6 +1071,31 @@ impl Daemon {
         );
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
     }
+}
+
+/// Binds `listen` now where it can, so that READY=1 (or a reload's) means listening with
+/// the keys in place, and serves it from a task of its own (which keeps trying to bind).
+fn start_listener(
+    listen: &ListenAddr,
+    security: &watch::Receiver<Arc<listener::Security>>,
+    accepted: &mpsc::Sender<(TcpStream, SocketAddr)>,
+) -> tokio::task::JoinHandle<()> {
+    let bound = match listener::bind(listen, &security.borrow()) {
+        Ok(l) => {
+            tracing::info!(%listen, "listening for BGP");
+            Some(l)
+        }
+        Err(error) => {
+            tracing::warn!(%listen, %error, "cannot listen yet; will retry");
+            None
+        }
+    };
+    tokio::spawn(listener::serve(
+        listen.clone(),
+        bound,
+        security.clone(),
+        accepted.clone(),
+    ))
 }
 
 /// Starts the metrics responder when `listen` is set; a failure is logged, not fatal.

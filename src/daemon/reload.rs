@@ -1,7 +1,8 @@
 //! SIGHUP: reading the config again and applying what changed without dropping what did
 //! not. An unreadable or invalid file changes nothing; sessions whose terms changed are
-//! closed with the right Cease, policy changes are applied in place (ROUTE-REFRESH), and a
-//! kernel table move fills the new table before emptying the old one.
+//! closed with the right Cease, policy changes are applied in place (ROUTE-REFRESH), a
+//! kernel table move fills the new table before emptying the old one, and listening
+//! addresses start and stop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
-use super::{Daemon, monotonic_usec, ra_bridges, serve_metrics};
+use super::{Daemon, monotonic_usec, ra_bridges, serve_metrics, start_listener};
 use crate::bgp::listener;
 use crate::bgp::peer::PeerCommand;
 use crate::bgp::wire::Notification;
@@ -147,6 +148,23 @@ impl Daemon {
             }
             changed
         });
+        // Listening addresses: the ones gone stop (established sessions stay), new ones
+        // start with the keys above.
+        self.listeners.retain(|(listen, task)| {
+            let keep = config.listen.contains(listen);
+            if !keep {
+                task.abort();
+                tracing::info!(%listen, "no longer listening for BGP");
+            }
+            keep
+        });
+        for listen in &config.listen {
+            if !self.listeners.iter().any(|(l, _)| l == listen) {
+                let security = self.security.subscribe();
+                let task = start_listener(listen, &security, &self.accepted_tx);
+                self.listeners.push((listen.clone(), task));
+            }
+        }
         self.config = config;
         tracing::info!(path = %self.path.display(), "config reloaded");
         let _ = sd_notify::notify(&[NotifyState::Ready]);
