@@ -701,8 +701,13 @@ impl Daemon {
         for prefix in batch.withdraw {
             changes.extend(self.rib.withdraw(id, prefix));
         }
+        let mut last_gateway = None;
         for (prefix, path) in batch.announce {
-            peer.gateways.insert(path.next_hop.gateway);
+            // An UPDATE's routes mostly share one next hop: hash it once.
+            if last_gateway != Some(path.next_hop.gateway) {
+                last_gateway = Some(path.next_hop.gateway);
+                peer.gateways.insert(path.next_hop.gateway);
+            }
             changes.extend(self.rib.announce(id, prefix, path));
         }
         let group = self.config.neighbors.iter().find(|g| g.name == peer.group);
