@@ -537,7 +537,7 @@ fn cilium_peer_config(lab: &Lab) -> String {
   "router_id": "192.0.2.1",
   "asn": {ASN},
   "listen": ["[::]:179"],
-  "kernel": {{ "table": {TABLE}, "persist": false, "multipath": true }},
+  "kernel": {{ "table": {TABLE}, "persist": false, "multipath": true, "max_paths": 255 }},
   "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"], "ra": {{ "enable": false }} }} }},
   "neighbors": [ {{ "name": "node", "range": "2001:db8:1::/64", "asn": {ASN}, "graceful_restart": false }} ],
   "control_socket": "{}"

@@ -61,6 +61,8 @@ pub struct Kernel {
     pub table: u32,
     pub persist: bool,
     pub multipath: bool,
+    /// The most next hops one ECMP route gets.
+    pub max_paths: u16,
     pub protocol: u8,
     /// How long, after start, routes adopted from a previous run wait for their peers to
     /// come back and re-announce them before they are removed.
@@ -209,6 +211,8 @@ struct RawKernel {
     persist: bool,
     #[serde(default = "yes")]
     multipath: bool,
+    #[serde(default = "default_max_paths")]
+    max_paths: u16,
     #[serde(default = "default_protocol")]
     protocol: u8,
     #[serde(default = "default_adopt_grace")]
@@ -221,6 +225,7 @@ impl Default for RawKernel {
             table: default_table(),
             persist: true,
             multipath: true,
+            max_paths: default_max_paths(),
             protocol: default_protocol(),
             adopt_grace_s: default_adopt_grace(),
         }
@@ -274,6 +279,13 @@ fn default_protocol() -> u8 {
 }
 fn default_adopt_grace() -> u64 {
     120
+}
+/// ECMP routes wider than this are refused by iproute2's dumps and strain the kernel's
+/// notifications (bench/README.md); 256 is past any sensible width.
+const MAX_PATHS_LIMIT: u16 = 256;
+
+fn default_max_paths() -> u16 {
+    64
 }
 fn default_hold_time() -> u16 {
     90
@@ -402,9 +414,16 @@ impl Validator {
             table: raw.kernel.table,
             persist: raw.kernel.persist,
             multipath: raw.kernel.multipath,
+            max_paths: raw.kernel.max_paths,
             protocol: raw.kernel.protocol,
             adopt_grace_s: raw.kernel.adopt_grace_s,
         };
+        if !(1..=MAX_PATHS_LIMIT).contains(&kernel.max_paths) {
+            self.error(
+                "kernel.max_paths",
+                format!("{} is outside 1..={MAX_PATHS_LIMIT}", kernel.max_paths),
+            );
+        }
         // 253 default, 255 local, 0 unspec: never ours to write.
         if matches!(kernel.table, 0 | 253 | 255) {
             self.error(
@@ -671,6 +690,7 @@ mod tests {
         assert_eq!(c.kernel.table, 254);
         assert!(c.kernel.persist);
         assert!(c.kernel.multipath);
+        assert_eq!(c.kernel.max_paths, 64);
         assert_eq!(c.kernel.protocol, DEFAULT_KERNEL_PROTOCOL);
         assert_eq!(c.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
         assert!(c.bridges.is_empty() && c.neighbors.is_empty());
@@ -729,6 +749,22 @@ mod tests {
         assert_eq!(
             e,
             vec![r#"neighbors[0].range: "2001:db8::/129" is not an IP prefix"#]
+        );
+    }
+
+    #[test]
+    fn max_paths_outside_one_to_256_and_a_hold_time_over_a_day_are_named() {
+        let e = errors(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "kernel": { "max_paths": 0 },
+                 "neighbors": [ { "name": "cilium", "range": "2001:db8::/64", "asn": 65100,
+                                  "max_prefixes_hold_s": 90000 } ] }"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                "kernel.max_paths: 0 is outside 1..=256",
+                "neighbors[0].max_prefixes_hold_s: 90000 is more than a day (86400)",
+            ]
         );
     }
 

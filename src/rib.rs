@@ -27,7 +27,9 @@
 //! AS_PATH length and kind (eBGP or iBGP). ORIGIN and MED do not take part: a LoadBalancer
 //! IP that one Cilium node announces with ORIGIN INCOMPLETE and another with IGP is still
 //! one ECMP route over both nodes. Two paths with the same gateway and interface give one
-//! next hop. With multipath off, only the best path's next hop is installed.
+//! next hop. An ECMP set takes at most `max_paths` paths (`kernel.max_paths`, like BIRD's
+//! `merge paths limit` and FRR's `maximum-paths`): the best path, then the lowest router
+//! ids (then addresses). With multipath off, only the best path's next hop is installed.
 //!
 //! A [`FibChange`] is emitted only when the installed next-hop set of a prefix changes.
 //!
@@ -168,6 +170,8 @@ pub struct Rib {
 #[derive(Debug)]
 struct Shared {
     multipath: bool,
+    /// The most paths an ECMP route gets (`kernel.max_paths`).
+    max_paths: usize,
     peers: BTreeMap<PeerId, Peer>,
     /// Next-hop sets: every path's next hop (as a set of one) and every installed ECMP set.
     sets: Interner<NextHops>,
@@ -384,24 +388,13 @@ impl Shared {
         let mut lowest_med = std::mem::take(&mut self.scratch.lowest_med);
         let best = best_path(&mut many.paths, self, &mut lowest_med);
         self.scratch.lowest_med = lowest_med;
-        let best = many.paths[best];
-        let best_attrs = self.attrs_of(&best);
-        let (best_pref, best_len) = (best_attrs.local_pref, best_attrs.as_path_len);
-        let best_ebgp = self.ebgp(best.peer);
+        self.mark_ecmp_set(&mut many.paths, best);
         let mut next_hops = std::mem::take(&mut self.scratch.next_hops);
         next_hops.clear();
         for i in 0..many.paths.len() {
             let p = many.paths[i];
-            let selected = if self.multipath {
-                let a = self.attrs_of(&p);
-                a.local_pref == best_pref
-                    && a.as_path_len == best_len
-                    && self.ebgp(p.peer) == best_ebgp
-            } else {
-                p.peer == best.peer
-            };
-            self.select(&mut many.paths[i], selected);
-            if selected {
+            self.select(&mut many.paths[i], p.candidate);
+            if p.candidate {
                 next_hops.extend_from_slice(self.sets.get(p.next_hop));
             }
         }
@@ -417,6 +410,39 @@ impl Shared {
         };
         self.scratch.next_hops = next_hops;
         change
+    }
+
+    /// Marks (`candidate`) the paths to install with `paths[best]`, the best path: with
+    /// multipath, every path equal to it on LOCAL_PREF, AS_PATH length and kind, at most
+    /// `max_paths` of them (the best path, then the lowest router ids and addresses, as the
+    /// decision process breaks ties); without, the best path alone.
+    fn mark_ecmp_set(&self, paths: &mut [RibPath], best: usize) {
+        let best_path = paths[best];
+        let best_attrs = self.attrs_of(&best_path);
+        let (best_pref, best_len) = (best_attrs.local_pref, best_attrs.as_path_len);
+        let best_ebgp = self.ebgp(best_path.peer);
+        let mut count = 0;
+        for (i, p) in paths.iter_mut().enumerate() {
+            p.candidate = i == best
+                || self.multipath && {
+                    let a = self.attrs_of(p);
+                    a.local_pref == best_pref
+                        && a.as_path_len == best_len
+                        && self.ebgp(p.peer) == best_ebgp
+                };
+            count += usize::from(p.candidate);
+        }
+        if count <= self.max_paths {
+            return;
+        }
+        let mut others: Vec<usize> = (0..paths.len())
+            .filter(|&i| i != best && paths[i].candidate)
+            .collect();
+        let info = |i: &usize| self.peers.get(&paths[*i].peer).map(|p| p.info);
+        others.sort_by_key(|i| info(i).map(|p| (p.router_id, p.address, p.id)));
+        for i in others.into_iter().skip(self.max_paths.saturating_sub(1)) {
+            paths[i].candidate = false;
+        }
     }
 
     /// `peer` (known) announces the path (`next_hop`, `attrs`: handles this call owns) to
@@ -649,6 +675,7 @@ impl Rib {
             v6: Table::default(),
             shared: Shared {
                 multipath,
+                max_paths: usize::MAX,
                 peers: BTreeMap::new(),
                 sets: Interner::new(),
                 attrs: Interner::new(),
@@ -664,6 +691,23 @@ impl Rib {
             return Vec::new();
         }
         self.shared.multipath = on;
+        let mut changes = Vec::new();
+        self.shared
+            .decide_again(&mut self.v4, |_| true, &mut changes);
+        self.shared
+            .decide_again(&mut self.v6, |_| true, &mut changes);
+        changes.sort_unstable_by_key(|c| c.prefix);
+        changes
+    }
+
+    /// Caps ECMP routes at `max` paths (at least 1); returns the resulting changes, by
+    /// prefix.
+    pub fn set_max_paths(&mut self, max: usize) -> Vec<FibChange> {
+        let max = max.max(1);
+        if self.shared.max_paths == max {
+            return Vec::new();
+        }
+        self.shared.max_paths = max;
         let mut changes = Vec::new();
         self.shared
             .decide_again(&mut self.v4, |_| true, &mut changes);
@@ -1297,6 +1341,57 @@ mod tests {
     }
 
     #[test]
+    fn an_ecmp_set_keeps_the_best_path_and_the_lowest_router_ids_up_to_max_paths() {
+        let mut rib = Rib::new(true);
+        assert_eq!(rib.set_max_paths(3), vec![]);
+        // Node 5 wins on MED, so it is the best path although its router id is the highest.
+        let lower_med = PathAttrs {
+            med: 0,
+            ..PathAttrs::default()
+        };
+        let higher_med = PathAttrs {
+            med: 10,
+            ..PathAttrs::default()
+        };
+        for id in 1..=5 {
+            rib.add_peer(node(id));
+            let attrs = if id == 5 { &lower_med } else { &higher_med };
+            rib.announce(
+                id,
+                net("198.51.100.7/32"),
+                path(&format!("192.0.2.{id}"), attrs.clone()),
+            );
+        }
+        let p = net("198.51.100.7/32");
+        assert_eq!(
+            rib.best(&p).map(|h| &h[..]),
+            Some(&hops(&["192.0.2.1", "192.0.2.2", "192.0.2.5"])[..])
+        );
+        assert_eq!(rib.peer_counts(3).installed, 0);
+        assert_eq!(rib.peer_counts(5).installed, 1);
+        // Node 1 goes: node 3 takes its place.
+        assert_eq!(
+            removed(&mut rib, 1),
+            vec![change(
+                "198.51.100.7/32",
+                &["192.0.2.2", "192.0.2.3", "192.0.2.5"]
+            )]
+        );
+        // A wider cap takes node 4 too; a cap of one is the best path alone.
+        assert_eq!(
+            rib.set_max_paths(8),
+            vec![change(
+                "198.51.100.7/32",
+                &["192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"]
+            )]
+        );
+        assert_eq!(
+            rib.set_max_paths(1),
+            vec![change("198.51.100.7/32", &["192.0.2.5"])]
+        );
+    }
+
+    #[test]
     fn multipath_off_installs_only_the_best_next_hop() {
         let p = net("198.51.100.80/32");
         let mut rib = Rib::new(false);
@@ -1887,7 +1982,8 @@ mod tests {
                     paths.retain(|(p, _), _| *p != id);
                     removed(&mut rib, id)
                 }
-                1 => rib.set_multipath(!rib.shared.multipath),
+                1 if rng.random_bool(0.5) => rib.set_multipath(!rib.shared.multipath),
+                1 => rib.set_max_paths(rng.random_range(1..=3)),
                 _ if !rib.shared.peers.contains_key(&id) => rib.add_peer(node(id)),
                 2 => {
                     rib.mark_stale(id);
@@ -1930,6 +2026,7 @@ mod tests {
             assert_eq!(installed, fib, "step {step}");
             assert_books_balance(&rib);
             let mut fresh = Rib::new(rib.shared.multipath);
+            fresh.set_max_paths(rib.shared.max_paths);
             for id in rib.shared.peers.keys() {
                 fresh.add_peer(node(*id));
             }

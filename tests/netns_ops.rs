@@ -403,6 +403,38 @@ fn a_reload_starts_and_stops_listening_addresses_and_keeps_established_sessions(
 }
 
 #[test]
+fn a_reload_capping_max_paths_at_one_leaves_the_lowest_router_id_on_a_load_balancer_ip() {
+    let Some(mut lab) = lab_or_skip("reload max paths", &["gobgpd", "gobgp"]) else {
+        return;
+    };
+    let cilium = [("cilium", "2001:db8:1::/64", "")];
+    lab.start_cilium_peer(&config(&lab, &cilium, ""));
+    let a = lab.cilium_node(1, true);
+    let b = lab.cilium_node(2, true);
+    for ns in [&a, &b] {
+        lab.announce(ns, "198.51.100.7/32");
+    }
+    let legs = |lab: &Lab| -> Option<usize> {
+        let route = lab.route("198.51.100.7/32")?;
+        Some(route["nexthops"].as_array().map_or(1, Vec::len))
+    };
+    wait_for("two next hops", Duration::from_secs(30), || {
+        (legs(&lab) == Some(2)).then_some(())
+    });
+    lab.write("config.json", &config(&lab, &cilium, r#", "max_paths": 1"#));
+    lab.signal("cilium-peer", "HUP");
+    wait_log(&lab, "cilium-peer", "config reloaded", 1);
+    wait_for("one next hop", Duration::from_secs(10), || {
+        (legs(&lab) == Some(1)).then_some(())
+    });
+    let route = lab.route("198.51.100.7/32").unwrap();
+    assert_eq!(
+        route["gateway"], NODE_A,
+        "node 1 has the lower router id: {route}"
+    );
+}
+
+#[test]
 fn a_reload_changing_the_kernel_table_moves_our_routes() {
     let Some(mut lab) = lab_or_skip("reload table", &["gobgpd", "gobgp"]) else {
         return;

@@ -277,7 +277,11 @@ impl Daemon {
             .then(|| started + Duration::from_secs(config.kernel.adopt_grace_s));
         Ok(Daemon {
             path,
-            rib: Rib::new(config.kernel.multipath),
+            rib: {
+                let mut rib = Rib::new(config.kernel.multipath);
+                rib.set_max_paths(usize::from(config.kernel.max_paths));
+                rib
+            },
             fib,
             peers: HashMap::new(),
             conns: HashMap::new(),

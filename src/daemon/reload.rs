@@ -108,6 +108,8 @@ impl Daemon {
             let changes = self.rib.set_multipath(config.kernel.multipath);
             self.pending_changes(changes);
         }
+        let changes = self.rib.set_max_paths(usize::from(config.kernel.max_paths));
+        self.pending_changes(changes);
         if config.kernel.table != self.config.kernel.table
             || config.kernel.protocol != self.config.kernel.protocol
         {
