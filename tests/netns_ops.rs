@@ -429,7 +429,7 @@ fn a_reload_capping_max_paths_at_one_leaves_the_lowest_router_id_on_a_load_balan
     });
     let route = lab.route("198.51.100.7/32").unwrap();
     assert_eq!(
-        route["gateway"], NODE_A,
+        route["via"]["host"], NODE_A,
         "node 1 has the lower router id: {route}"
     );
 }
