@@ -691,13 +691,7 @@ impl Rib {
             return Vec::new();
         }
         self.shared.multipath = on;
-        let mut changes = Vec::new();
-        self.shared
-            .decide_again(&mut self.v4, |_| true, &mut changes);
-        self.shared
-            .decide_again(&mut self.v6, |_| true, &mut changes);
-        changes.sort_unstable_by_key(|c| c.prefix);
-        changes
+        self.decide_all_again()
     }
 
     /// Caps ECMP routes at `max` paths (at least 1); returns the resulting changes, by
@@ -708,6 +702,11 @@ impl Rib {
             return Vec::new();
         }
         self.shared.max_paths = max;
+        self.decide_all_again()
+    }
+
+    /// Runs the decision again for every prefix with several paths; the changes by prefix.
+    fn decide_all_again(&mut self) -> Vec<FibChange> {
         let mut changes = Vec::new();
         self.shared
             .decide_again(&mut self.v4, |_| true, &mut changes);
@@ -842,6 +841,12 @@ impl Rib {
             IpNet::V6(key) => self.v6.get(&key),
         }?;
         Some(self.shared.installed(entry))
+    }
+
+    /// The next hops installed for `prefix`, empty when there is no route (the RIB's one
+    /// shared empty set).
+    pub fn next_hops(&self, prefix: &IpNet) -> NextHops {
+        self.best(prefix).unwrap_or(&self.shared.empty).clone()
     }
 
     /// The desired FIB: every prefix with its installed next hops, in no particular order.

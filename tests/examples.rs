@@ -12,6 +12,8 @@ fn the_example_config_is_valid() {
     assert_eq!(config.kernel.table, 1336);
     assert_eq!(config.neighbors[0].name, "cilium");
     assert_eq!(config.neighbors[0].max_prefixes, Some(10000));
+    assert_eq!(config.neighbors[0].max_prefixes_hold_s, 60);
+    assert_eq!(config.kernel.max_paths, 64);
     assert!(config.bridges.contains_key("vmbr-dev"));
 }
 

@@ -34,7 +34,7 @@ use crate::fib::netlink::{Fib, FibError};
 use crate::metrics;
 use crate::policy::{PeerLink, Rejection};
 use crate::ra;
-use crate::rib::{Afi, FibChange, NextHop, NextHops, PeerId, PeerInfo, Rib};
+use crate::rib::{Afi, FibChange, NextHop, PeerId, PeerInfo, Rib};
 
 mod reload;
 mod show;
@@ -856,11 +856,7 @@ impl Daemon {
         let changes = prefixes
             .into_iter()
             .map(|prefix| FibChange {
-                next_hops: self
-                    .rib
-                    .best(&prefix)
-                    .cloned()
-                    .unwrap_or_else(|| NextHops::from([])),
+                next_hops: self.rib.next_hops(&prefix),
                 prefix,
             })
             .collect();
@@ -931,10 +927,7 @@ impl Daemon {
             return;
         };
         let found = if deleted { Vec::new() } else { found };
-        let want = self.adopted.desired(
-            &prefix,
-            self.rib.best(&prefix).unwrap_or(&NextHops::from([])),
-        );
+        let want = self.adopted.desired(&prefix, &self.rib.next_hops(&prefix));
         if *found == *want {
             return;
         }

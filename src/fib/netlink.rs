@@ -575,14 +575,13 @@ impl Fib {
             FibOp::Replace { prefix, next_hops } => self.replace(prefix, &next_hops),
             FibOp::Delete { prefix } => self.delete(prefix),
         }
-        for channel in [&mut self.v4, &mut self.v6] {
-            if channel.full() {
-                channel.hand_over();
+        if self.v4.full() || self.v6.full() {
+            for channel in [&mut self.v4, &mut self.v6] {
+                if channel.full() {
+                    channel.hand_over();
+                }
             }
-        }
-        let failures = [&mut self.v4, &mut self.v6].map(|c| std::mem::take(&mut c.failures));
-        for failures in failures {
-            self.record(failures);
+            self.collect_failures();
         }
         self.take_failures()
     }
@@ -825,6 +824,11 @@ impl Fib {
         for channel in [&mut self.v4, &mut self.v6] {
             channel.wait();
         }
+        self.collect_failures();
+    }
+
+    /// Takes the failures both channels have collected into our own.
+    fn collect_failures(&mut self) {
         let failures = [&mut self.v4, &mut self.v6].map(|c| std::mem::take(&mut c.failures));
         for failures in failures {
             self.record(failures);
