@@ -35,7 +35,9 @@ let
         inherit system;
       };
       callPackage = _package: _args: stubPackage "cilium-peer";
-      runCommand = name: _env: _script: stubPackage name;
+      runCommand =
+        name: _env: _script:
+        stubPackage name;
       mkShell = arguments: stubPackage "shell" // { inherit (arguments) packages; };
       testers.runNixOSTest = test: stubPackage "vm-test-${test.name}";
     };

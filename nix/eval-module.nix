@@ -52,7 +52,9 @@ let
       type = jsonValue;
       generate = name: _value: stubPackage name;
     };
-    runCommand = name: _env: _script: stubPackage name;
+    runCommand =
+      name: _env: _script:
+      stubPackage name;
     writeShellScript = name: text: stubPackage name // { inherit text; };
     callPackage = _package: _args: stubPackage "cilium-peer-module-default";
     iproute2 = stubPackage "iproute2";

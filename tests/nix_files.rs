@@ -149,6 +149,42 @@ fn every_nix_file_in_the_repository_parses() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// nixfmt (RFC 166) breaks a function of three or more plain arguments onto its own lines
+/// (`f =\n  a: b: c:\n  body;`); `nix flake check` runs nixfmt, and none can be built here.
+#[test]
+fn no_nix_file_puts_three_plain_arguments_and_a_body_on_one_line() {
+    let mut files = Vec::new();
+    nix_files(&repository(), &mut files);
+    let mut offenders = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("readable .nix file");
+        for (number, line) in text.lines().enumerate() {
+            let Some((_, right)) = line.split_once(" = ") else {
+                continue;
+            };
+            let mut rest = right.trim_start();
+            let mut arguments = 0;
+            while let Some((head, tail)) = rest.split_once(": ")
+                && !head.is_empty()
+                && head
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            {
+                arguments += 1;
+                rest = tail;
+            }
+            if arguments >= 3 && !rest.trim().is_empty() {
+                offenders.push(format!("{}:{}: {line}", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "not as nixfmt writes them:\n{}",
+        offenders.join("\n")
+    );
+}
+
 fn flake_lock() -> Value {
     let text = fs::read_to_string(repository().join("flake.lock")).expect("flake.lock exists");
     serde_json::from_str(&text).expect("flake.lock is JSON")
