@@ -13,11 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::daemon::core::PeerState;
 use crate::policy::Rejection;
 use crate::ra::{BridgeStatus, RaState};
-
-/// The session states `cilium_peer_sessions` counts, all of them always present.
-pub const SESSION_STATES: [&str; 4] = ["Idle", "OpenSent", "Established", "Stale"];
 
 /// Everything the metrics show, at one moment.
 #[derive(Debug, Clone, Default)]
@@ -46,8 +44,7 @@ pub struct Snapshot {
 pub struct Session {
     pub name: String,
     pub address: String,
-    /// One of [`SESSION_STATES`].
-    pub state: &'static str,
+    pub state: PeerState,
     pub prefixes_received: u64,
     pub prefixes_accepted: usize,
     pub prefixes_installed: usize,
@@ -116,9 +113,9 @@ pub fn render(s: &Snapshot) -> String {
         "gauge",
         "Neighbors by state (Stale: away in graceful restart, routes kept).",
     );
-    for state in SESSION_STATES {
+    for state in PeerState::ALL {
         let n = s.sessions.iter().filter(|p| p.state == state).count();
-        out.sample("cilium_peer_sessions", &[("state", state)], n);
+        out.sample("cilium_peer_sessions", &[("state", state.name())], n);
     }
     let per_session = |out: &mut Exposition,
                        name: &str,
@@ -139,7 +136,7 @@ pub fn render(s: &Snapshot) -> String {
         "cilium_peer_session_established",
         "gauge",
         "1 while the session is Established.",
-        &|p| u8::from(p.state == "Established").to_string(),
+        &|p| u8::from(p.state == PeerState::Established).to_string(),
     );
     per_session(
         &mut out,
@@ -434,7 +431,7 @@ mod tests {
                 Session {
                     name: "cilium1".into(),
                     address: "2001:db8:1::11".into(),
-                    state: "Established",
+                    state: PeerState::Established,
                     prefixes_received: 5,
                     prefixes_accepted: 4,
                     prefixes_installed: 3,
@@ -444,7 +441,7 @@ mod tests {
                 Session {
                     name: "cilium2".into(),
                     address: "2001:db8:1::12".into(),
-                    state: "Stale",
+                    state: PeerState::Stale,
                     ..Session::default()
                 },
             ],

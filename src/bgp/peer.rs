@@ -21,7 +21,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::session::{Closed, Negotiated, Output, Session, SessionConfig};
-use super::wire::{self, Family, Notification, Update};
+use super::wire::{self, Cease, Family, Notification, Update};
 use crate::config::ImportRule;
 use crate::neighbor;
 use crate::policy::{self, PeerLink, Rejection, Resolution};
@@ -80,7 +80,7 @@ pub enum PeerEvent {
 #[derive(Debug, Clone)]
 pub enum PeerCommand {
     /// Send a Cease with this subcode and end; `keep_routes` as for `Session::close`.
-    Close { subcode: u8, keep_routes: bool },
+    Close { cease: Cease, keep_routes: bool },
     /// The group's `import` list changed: apply it and ask the peer for its routes again
     /// (route refresh); a peer that cannot refresh is closed with Cease 6 instead.
     SetImport(Vec<ImportRule>),
@@ -144,7 +144,9 @@ pub async fn drive(
             },
             () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
             command = commands.recv(), if commands_open => match command {
-                Some(PeerCommand::Close { subcode, keep_routes }) => session.close(subcode, keep_routes),
+                Some(PeerCommand::Close { cease, keep_routes }) => {
+                    session.close(cease.subcode(), keep_routes)
+                }
                 Some(PeerCommand::SetImport(import)) => {
                     updates.import = import;
                     if !session.request_route_refresh() {

@@ -1,24 +1,24 @@
 //! What the daemon tells: the answers to `show` over the control socket and the snapshot
-//! behind the Prometheus metrics, built from the event loop's state.
+//! behind the Prometheus metrics, read off the core (and the FIB's and RA's counters).
 
-use std::collections::BTreeMap;
+use std::time::Instant;
 
-use ipnet::IpNet;
 use serde_json::{Value, json};
 
-use super::{Daemon, Peer};
+use super::shell::Shell;
 use crate::control;
 use crate::metrics;
-use crate::rib::NextHop;
 
-impl Daemon {
+impl Shell {
     pub(super) fn answer(&self, request: &control::Request) -> Value {
+        let now = Instant::now();
         match request {
             control::Request::Peers => Value::Array(
-                self.sorted_peers()
+                self.core
+                    .peers()
                     .into_iter()
                     .map(|p| {
-                        let counts = self.rib.peer_counts(p.id);
+                        let counts = self.core.rib().peer_counts(p.id);
                         let n = p.negotiated.as_ref();
                         json!({
                             "name": p.name,
@@ -26,8 +26,8 @@ impl Daemon {
                             "address": p.address.to_string(),
                             "asn": n.map_or(p.asn, |n| n.peer_as),
                             "router_id": n.map(|n| n.peer_router_id.to_string()),
-                            "state": p.state(),
-                            "uptime_s": p.since.elapsed().as_secs(),
+                            "state": p.state().name(),
+                            "uptime_s": now.saturating_duration_since(p.since).as_secs(),
                             "received": counts.received,
                             "installed": counts.installed,
                             "rejected": p.rejected.iter().map(|(k, v)| (k.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -42,10 +42,10 @@ impl Daemon {
                     .collect(),
             ),
             control::Request::Routes => Value::Array(
-                self.sorted_routes()
+                self.core
+                    .kernel_routes()
                     .into_iter()
-                    .map(|(prefix, hops, adopted)| {
-                        let hops = &hops;
+                    .map(|(prefix, (hops, adopted))| {
                         json!({
                             "prefix": prefix.to_string(),
                             "nexthops": hops.iter().map(|h| json!({
@@ -54,7 +54,7 @@ impl Daemon {
                                 "ifindex": h.ifindex,
                             })).collect::<Vec<_>>(),
                             "adopted": adopted,
-                            "table": self.config.kernel.table,
+                            "table": self.core.config().kernel.table,
                         })
                     })
                     .collect(),
@@ -62,35 +62,38 @@ impl Daemon {
             control::Request::Bridges => {
                 let ra_status = self.ra.snapshot();
                 Value::Array(
-                self.config
-                    .bridges
-                    .iter()
-                    .map(|(name, b)| {
-                        json!({
-                            "name": name,
-                            "ifindex": nix::net::if_::if_nametoindex(name.as_str()).ok(),
-                            "prefixes": b.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                            "ra": ra_status.iter().find(|s| s.ifname == *name),
+                    self.core
+                        .config()
+                        .bridges
+                        .iter()
+                        .map(|(name, b)| {
+                            json!({
+                                "name": name,
+                                "ifindex": self.core.bridges().get(name),
+                                "prefixes": b.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                                "ra": ra_status.iter().find(|s| s.ifname == *name),
+                            })
                         })
-                    })
-                    .collect(),
-            )
+                        .collect(),
+                )
             }
         }
     }
 
     pub(super) fn metrics_snapshot(&self) -> metrics::Snapshot {
         let start = std::time::SystemTime::now() - self.started.elapsed();
+        let counters = self.core.counters();
         metrics::Snapshot {
             version: env!("CARGO_PKG_VERSION"),
             start_time_s: start
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             sessions: self
-                .sorted_peers()
+                .core
+                .peers()
                 .into_iter()
                 .map(|p| {
-                    let counts = self.rib.peer_counts(p.id);
+                    let counts = self.core.rib().peer_counts(p.id);
                     metrics::Session {
                         name: p.name.clone(),
                         address: p.address.to_string(),
@@ -103,40 +106,17 @@ impl Daemon {
                     }
                 })
                 .collect(),
-            connections_refused: self.refused,
-            routes: self.ours().len(),
-            routes_adopted: self.adopted.len(),
+            connections_refused: counters.refused,
+            routes: self.core.kernel_routes().len(),
+            routes_adopted: self.core.adopted().len(),
             fib_operations: self.fib.ops,
             fib_errors: self.fib.errors,
-            fib_repairs: self.repairs,
-            fib_resyncs: self.resyncs,
+            fib_repairs: counters.repairs,
+            fib_resyncs: counters.resyncs,
             bridges: self.ra.snapshot(),
-            reloads_applied: self.reloads.0,
-            reloads_refused: self.reloads.1,
-            last_reload_ok: self.last_reload_ok,
+            reloads_applied: counters.reloads_applied,
+            reloads_refused: counters.reloads_refused,
+            last_reload_ok: self.core.last_reload_ok(),
         }
-    }
-
-    /// What we want in the kernel, IPv4 first, by prefix; routes that still hold next hops
-    /// adopted from a previous run flagged.
-    fn sorted_routes(&self) -> Vec<(IpNet, Vec<NextHop>, bool)> {
-        let mut routes: BTreeMap<IpNet, Vec<NextHop>> = self
-            .rib
-            .installed()
-            .map(|(p, h)| (p, self.adopted.desired(&p, h).to_vec()))
-            .collect();
-        for (prefix, hops) in self.adopted.iter() {
-            routes.entry(*prefix).or_insert_with(|| hops.to_vec());
-        }
-        routes
-            .into_iter()
-            .map(|(p, h)| (p, h, !self.adopted.get(&p).is_empty()))
-            .collect()
-    }
-
-    fn sorted_peers(&self) -> Vec<&Peer> {
-        let mut peers: Vec<&Peer> = self.peers.values().collect();
-        peers.sort_by(|a, b| a.name.cmp(&b.name));
-        peers
     }
 }

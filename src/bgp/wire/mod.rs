@@ -18,7 +18,7 @@ mod update;
 
 pub use error::{BGP_VERSION, DecodeError};
 pub use message::{KEEPALIVE, NOTIFICATION, OPEN, ROUTE_REFRESH, UPDATE, decode, encode};
-pub use notification::Notification;
+pub use notification::{Cease, Notification};
 pub use update::{
     AGGREGATOR, AS_PATH, AS4_AGGREGATOR, AS4_PATH, ATOMIC_AGGREGATE, COMMUNITIES,
     FLAG_EXTENDED_LENGTH, FLAG_OPTIONAL, FLAG_PARTIAL, FLAG_TRANSITIVE, LARGE_COMMUNITY,

@@ -11,6 +11,47 @@ pub struct Notification {
     pub data: Vec<u8>,
 }
 
+/// The Cease subcodes (RFC 4486, RFC 8538, RFC 9384) as a type, for the daemon's reasons
+/// to close a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cease {
+    MaximumPrefixesReached,
+    AdministrativeShutdown,
+    PeerDeconfigured,
+    AdministrativeReset,
+    ConnectionRejected,
+    OtherConfigurationChange,
+    ConnectionCollisionResolution,
+    OutOfResources,
+    HardReset,
+    BfdDown,
+}
+
+impl Cease {
+    pub fn subcode(self) -> u8 {
+        match self {
+            Cease::MaximumPrefixesReached => Notification::CEASE_MAXIMUM_PREFIXES_REACHED,
+            Cease::AdministrativeShutdown => Notification::CEASE_ADMINISTRATIVE_SHUTDOWN,
+            Cease::PeerDeconfigured => Notification::CEASE_PEER_DECONFIGURED,
+            Cease::AdministrativeReset => Notification::CEASE_ADMINISTRATIVE_RESET,
+            Cease::ConnectionRejected => Notification::CEASE_CONNECTION_REJECTED,
+            Cease::OtherConfigurationChange => Notification::CEASE_OTHER_CONFIGURATION_CHANGE,
+            Cease::ConnectionCollisionResolution => {
+                Notification::CEASE_CONNECTION_COLLISION_RESOLUTION
+            }
+            Cease::OutOfResources => Notification::CEASE_OUT_OF_RESOURCES,
+            Cease::HardReset => Notification::CEASE_HARD_RESET,
+            Cease::BfdDown => Notification::CEASE_BFD_DOWN,
+        }
+    }
+}
+
+impl fmt::Display for Cease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} ({})", self, self.subcode())
+    }
+}
+
 impl Notification {
     // Error codes (RFC 4271 4.5, RFC 7313).
     pub const MESSAGE_HEADER_ERROR: u8 = 1;
