@@ -37,22 +37,41 @@ pub trait RouteTable {
 #[derive(Debug)]
 pub enum Event {
     /// A session reached Established with these terms.
-    SessionUp { conn: ConnId, negotiated: Negotiated },
+    SessionUp {
+        conn: ConnId,
+        negotiated: Negotiated,
+    },
     /// Routes of one UPDATE, after import policy.
-    Routes { conn: ConnId, batch: RouteBatch },
-    EndOfRib { conn: ConnId, family: Family },
+    Routes {
+        conn: ConnId,
+        batch: RouteBatch,
+    },
+    EndOfRib {
+        conn: ConnId,
+        family: Family,
+    },
     /// A session ended (or its connection could not be set up).
-    SessionDown { conn: ConnId, closed: Closed },
+    SessionDown {
+        conn: ConnId,
+        closed: Closed,
+    },
     /// Someone else added, changed or (with no next hops) deleted a route of ours.
-    KernelRoute { prefix: IpNet, next_hops: Vec<NextHop> },
+    KernelRoute {
+        prefix: IpNet,
+        next_hops: Vec<NextHop>,
+    },
     /// Route events were lost: the whole table must be compared.
     KernelOverrun,
     /// The interface indexes of the configured bridges, as the kernel has them now.
     Interfaces(BTreeMap<String, u32>),
     /// A link came up or got an address.
-    LinkChanged { ifindex: u32 },
+    LinkChanged {
+        ifindex: u32,
+    },
     /// The shell sent everything written so far; what the kernel refused.
-    Flushed { failures: Vec<FibError> },
+    Flushed {
+        failures: Vec<FibError>,
+    },
     /// The table as the kernel has it, asked for by [`Action::DumpTable`] (or after a table
     /// move); the core writes the differences.
     Dumped(Result<BTreeMap<IpNet, Vec<NextHop>>, String>),
@@ -257,7 +276,11 @@ impl Core {
         dumped: BTreeMap<IpNet, Vec<NextHop>>,
         table: &mut impl RouteTable,
     ) -> Core {
-        for prefix in dumped.iter().filter(|(_, hops)| hops.is_empty()).map(|(p, _)| p) {
+        for prefix in dumped
+            .iter()
+            .filter(|(_, hops)| hops.is_empty())
+            .map(|(p, _)| p)
+        {
             table.write(FibOp::Delete { prefix: *prefix });
         }
         let adopted = Adopted::new(dumped);
@@ -269,8 +292,8 @@ impl Core {
                 "adopted routes left by a previous run; they stay until their peers re-announce them or the grace time ends"
             );
         }
-        let adopt_deadline = (!adopted.is_empty())
-            .then(|| now + Duration::from_secs(config.kernel.adopt_grace_s));
+        let adopt_deadline =
+            (!adopted.is_empty()).then(|| now + Duration::from_secs(config.kernel.adopt_grace_s));
         let mut rib = Rib::new(config.kernel.multipath);
         rib.set_max_paths(usize::from(config.kernel.max_paths));
         Core {
@@ -405,7 +428,9 @@ impl Core {
         match self.admission.admit(now, address, half_open) {
             Admission::Admit => {}
             Admission::AdmitEvicting(stalled) => self.evict(now, stalled),
-            Admission::Refuse(why) => return Err(self.refuse(now, address, Refused::Admission(why))),
+            Admission::Refuse(why) => {
+                return Err(self.refuse(now, address, Refused::Admission(why)));
+            }
         }
         let link = self.peer_link(address, offer.scope);
         let conn = self.next_conn;

@@ -133,8 +133,8 @@ impl Shell {
         let started = Instant::now();
         // The TCP-MD5 keys, read before anything else is touched.
         let transport = listener::Security::load(&config).map_err(DaemonError::Keys)?;
-        let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
-            .map_err(DaemonError::Netlink)?;
+        let mut fib =
+            Fib::open(config.kernel.table, config.kernel.protocol).map_err(DaemonError::Netlink)?;
         // Listen before reading the table, so that no change in between goes unseen.
         let (kernel_filter, filter) = watch::channel(monitor::Filter {
             protocol: config.kernel.protocol,
@@ -337,9 +337,7 @@ impl Shell {
             fib: &mut self.fib,
             failures: &mut self.fib_failures,
         };
-        let offered = self
-            .core
-            .offer(now, Offer { address, scope }, &mut table);
+        let offered = self.core.offer(now, Offer { address, scope }, &mut table);
         self.do_actions();
         if let Ok(setup) = offered {
             let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -575,7 +573,6 @@ fn bridge_indexes(config: &Config) -> BTreeMap<String, u32> {
         })
         .collect()
 }
-
 
 /// glibc gives every thread that allocates its own heap arena, and memory freed into one
 /// arena is not reused by the others: with the runtime's worker threads building route
