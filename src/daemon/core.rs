@@ -845,6 +845,9 @@ impl Core {
         match (closed.keep_routes, restart_time) {
             (true, Some(t)) if t > 0 => self.begin_stale(now, address, t),
             _ => {
+                // Stale routes of an earlier restart go too: nothing is kept.
+                peer.stale_until = None;
+                peer.stale_families.clear();
                 self.remove_peer_routes(id, table);
                 self.forget_if_idle(address);
             }

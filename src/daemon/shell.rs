@@ -491,10 +491,7 @@ impl Shell {
                     own_ports: self.fib.ports(),
                 });
                 self.dump_and_flush();
-                for prefix in self.core.prefixes() {
-                    let _ = old_fib.apply(FibOp::Delete { prefix });
-                }
-                let _ = old_fib.flush();
+                empty_table(&mut old_fib);
                 self.fib.ops += old_fib.ops;
                 self.fib.errors += old_fib.errors;
             }
@@ -560,6 +557,29 @@ impl Shell {
         );
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
     }
+}
+
+/// Deletes every route of ours from a table we moved away from; what the kernel refuses
+/// is tried again, a few times.
+fn empty_table(fib: &mut Fib) {
+    for _ in 0..3 {
+        let left = match fib.dump() {
+            Ok(left) if left.is_empty() => return,
+            Ok(left) => left,
+            Err(error) => {
+                tracing::warn!(table = fib.table(), %error, "cannot read the old table to empty it");
+                return;
+            }
+        };
+        for prefix in left.into_keys() {
+            let _ = fib.apply(FibOp::Delete { prefix });
+        }
+        let _ = fib.flush();
+    }
+    tracing::warn!(
+        table = fib.table(),
+        "the kernel refused to empty the old table: routes of ours are left there"
+    );
 }
 
 /// The configured bridges' interface indexes, for those that exist now.
