@@ -165,7 +165,7 @@ impl NdOption {
     /// Whether a split RA repeats this option in every part, and if so its rank: when even
     /// the repeated options do not fit, the highest rank is the first to be spread instead
     /// (see [`RouterAdvertisement::split`]).
-    pub fn repeat_rank(&self) -> Option<u8> {
+    fn repeat_rank(&self) -> Option<u8> {
         match self {
             NdOption::SourceLinkLayerAddress(_) => Some(0),
             NdOption::Mtu(_) => Some(1),
