@@ -393,17 +393,26 @@ fn an_ra_larger_than_the_link_mtu_is_split_with_the_header_options_in_every_part
         );
         assert_eq!(part.router_lifetime, 1800);
     }
+    // The prefixes (too many to repeat) and the route are spread, once each and in order;
+    // RDNSS and DNSSL are repeated like the header options (tests/ra_split.rs has the rule).
+    let spread = |o: &&NdOption| {
+        matches!(
+            o,
+            NdOption::PrefixInformation(_) | NdOption::RouteInformation(_)
+        )
+    };
     let carried: Vec<&NdOption> = parts
         .iter()
         .flat_map(|p| p.options.iter())
-        .filter(|o| !matches!(o, NdOption::Mtu(_) | NdOption::SourceLinkLayerAddress(_)))
+        .filter(spread)
         .collect();
-    let expected: Vec<&NdOption> = ra
-        .options
-        .iter()
-        .filter(|o| !matches!(o, NdOption::Mtu(_) | NdOption::SourceLinkLayerAddress(_)))
-        .collect();
+    let expected: Vec<&NdOption> = ra.options.iter().filter(spread).collect();
     assert_eq!(carried, expected);
+    for part in &parts {
+        for option in ra.options.iter().filter(|o| !spread(o)) {
+            assert!(part.options.contains(option), "{option:?}");
+        }
+    }
 }
 
 #[test]

@@ -107,10 +107,11 @@ pub fn ra_decode(data: &[u8]) {
     let bytes = ra.encode();
     assert_eq!(bytes.len(), ra.encoded_len());
     assert_eq!(RouterAdvertisement::decode(&bytes).as_ref(), Ok(&ra));
-    // Split for the IPv6 minimum MTU: every option but the per-part ones lands in exactly
-    // one part, in order.
+    // Split for the IPv6 minimum MTU (docs/ra.md): every part keeps the header; Route
+    // Information and unknown options land in exactly one part, in order; every other option
+    // is in every part or, when it could not be repeated, in exactly one.
     let spread =
-        |o: &&NdOption| !matches!(o, NdOption::SourceLinkLayerAddress(_) | NdOption::Mtu(_));
+        |o: &&NdOption| matches!(o, NdOption::RouteInformation(_) | NdOption::Unknown { .. });
     let parts = ra.split(1280);
     let rejoined: Vec<&NdOption> = parts
         .iter()
@@ -118,6 +119,18 @@ pub fn ra_decode(data: &[u8]) {
         .collect();
     let original: Vec<&NdOption> = ra.options.iter().filter(spread).collect();
     assert_eq!(rejoined, original);
+    for option in ra.options.iter().filter(|o| !spread(o)) {
+        let n = parts.iter().filter(|p| p.options.contains(option)).count();
+        assert!(
+            n == 1 || n == parts.len(),
+            "{option:?} in {n} of {}",
+            parts.len()
+        );
+    }
+    for part in &parts {
+        let header = |r: &RouterAdvertisement| r.encode()[..16].to_vec();
+        assert_eq!(header(part), header(&ra));
+    }
 }
 
 /// The config parser and validator: any text is accepted or refused with at least one

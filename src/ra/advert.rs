@@ -1,7 +1,8 @@
 //! What an RA says: builds the Router Advertisement of a bridge from its `ra` settings, its
 //! prefixes and facts read from the link just before sending (MAC address, IPv6 forwarding),
-//! the final RA, the deprecation of prefixes removed on reload (renumbering), and the RFC 4861
-//! 6.2.7 comparison with other routers' RAs. Pure: `now` is an argument.
+//! the final RA, the packets of a burst (split by one rule for every kind of RA), the
+//! deprecation of prefixes removed on reload (renumbering), and the RFC 4861 6.2.7 comparison
+//! with other routers' RAs. Pure: `now` is an argument.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use ipnet::Ipv6Net;
 
 use super::config::RaConfig;
 use super::packet::{NdOption, PrefixInformation, RouteInformation, RouterAdvertisement};
+use super::scheduler::Transmit;
 
 /// A prefix removed from the configuration is advertised deprecated with a valid lifetime
 /// counting down from at most this (RFC 4862 5.5.3 e: hosts keep at least two hours).
@@ -202,6 +204,24 @@ pub fn build_final(
         }
     }
     ra
+}
+
+/// The packets of one burst, as they go on the wire: the RA, or the final RA for
+/// [`Transmit::Final`], split for `link_mtu` by [`RouterAdvertisement::split`]'s rule.
+/// Unsolicited, solicited (multicast or unicast) and final RAs all go through here, so a
+/// client that keeps only the latest packet of a burst sees the same in each case.
+pub fn burst(
+    config: &RaConfig,
+    prefixes: &[PrefixInformation],
+    link: &LinkFacts,
+    transmit: Transmit,
+    link_mtu: usize,
+) -> Vec<RouterAdvertisement> {
+    let ra = match transmit {
+        Transmit::Advertisement(_) => build(config, prefixes, link),
+        Transmit::Final => build_final(config, prefixes, link),
+    };
+    ra.split(link_mtu)
 }
 
 /// RFC 4861 6.2.7: the ways another router's RA disagrees with ours, for logging. Values

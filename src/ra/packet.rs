@@ -162,6 +162,32 @@ pub struct RouterSolicitation {
 }
 
 impl NdOption {
+    /// Whether a split RA repeats this option in every part, and if so its rank: when even
+    /// the repeated options do not fit, the highest rank is the first to be spread instead
+    /// (see [`RouterAdvertisement::split`]).
+    fn repeat_rank(&self) -> Option<u8> {
+        match self {
+            NdOption::SourceLinkLayerAddress(_) => Some(0),
+            NdOption::Mtu(_) => Some(1),
+            NdOption::Rdnss { .. } => Some(2),
+            NdOption::Dnssl { .. } => Some(3),
+            NdOption::Pref64 { .. } => Some(4),
+            NdOption::CaptivePortal(_) => Some(5),
+            NdOption::PrefixInformation(_)
+            | NdOption::RouteInformation(_)
+            | NdOption::Unknown { .. } => None,
+        }
+    }
+
+    /// Where a given-up repeated option goes among the spread ones: DNSSL then RDNSS last.
+    fn given_up_last(&self) -> u8 {
+        match self {
+            NdOption::Dnssl { .. } => 1,
+            NdOption::Rdnss { .. } => 2,
+            _ => 0,
+        }
+    }
+
     /// The encoded length in bytes (a multiple of 8).
     pub fn encoded_len(&self) -> usize {
         let body = match self {
@@ -486,38 +512,97 @@ impl RouterAdvertisement {
     }
 
     /// Splits this RA into RAs that each fit in `link_mtu` bytes of IPv6 packet (RFC 4861
-    /// 6.2.3: never fragmented). The header, SLLA and MTU options go into every part; the
-    /// other options are distributed in order. An option too large for any part on its own
-    /// still goes out, alone (configuration validation keeps every option under the IPv6
+    /// 6.2.3: never fragmented), each of which stands on its own for a client that keeps only
+    /// a router's latest RA (dhcpcd 9). The rule, documented in docs/ra.md:
+    ///
+    /// - every part repeats the header and the options a client needs together: source
+    ///   link-layer address, MTU, RDNSS, DNSSL, PREF64 and captive portal, and all the Prefix
+    ///   Information options when they fit beside those and the largest spread option;
+    /// - the rest (Route Information, unknown options, the prefixes when they do not all fit)
+    ///   is spread over the parts in order, each part filled before the next one starts;
+    /// - should the repeated options not leave room for the largest spread option (only with
+    ///   near-maximal DNS lists or captive-portal URIs), repeating is given up one option at a
+    ///   time, captive portal first, then PREF64, DNSSL, RDNSS, MTU and source link-layer
+    ///   address; what is given up is spread after the rest, DNSSL and then RDNSS last, so
+    ///   that the last part still carries the name servers.
+    ///
+    /// Options keep their order within each part. An option too large for any part on its
+    /// own still goes out, alone (configuration validation keeps every option under the IPv6
     /// minimum MTU).
     pub fn split(&self, link_mtu: usize) -> Vec<RouterAdvertisement> {
         let budget = link_mtu.saturating_sub(IPV6_HEADER_LEN);
         if self.encoded_len() <= budget {
             return vec![self.clone()];
         }
-        let (common, rest): (Vec<&NdOption>, Vec<&NdOption>) = self
-            .options
-            .iter()
-            .partition(|o| matches!(o, NdOption::SourceLinkLayerAddress(_) | NdOption::Mtu(_)));
-        let base_len = RA_HEADER_LEN + common.iter().map(|o| o.encoded_len()).sum::<usize>();
-        let mut parts: Vec<Vec<NdOption>> = Vec::new();
-        let mut current: Vec<NdOption> = Vec::new();
-        let mut current_len = base_len;
-        for option in rest {
-            if !current.is_empty() && current_len + option.encoded_len() > budget {
-                parts.push(std::mem::take(&mut current));
-                current_len = base_len;
+        let len = |indices: &[usize]| -> usize {
+            indices.iter().map(|&i| self.options[i].encoded_len()).sum()
+        };
+        let indices = |keep: fn(&NdOption) -> bool| -> Vec<usize> {
+            (0..self.options.len())
+                .filter(|&i| keep(&self.options[i]))
+                .collect()
+        };
+        let mut repeated = indices(|o| o.repeat_rank().is_some());
+        let prefixes = indices(|o| matches!(o, NdOption::PrefixInformation(_)));
+        let others =
+            indices(|o| o.repeat_rank().is_none() && !matches!(o, NdOption::PrefixInformation(_)));
+        let mut given_up: Vec<usize> = Vec::new();
+        let mut repeat_prefixes = true;
+        let (fixed, spread) = loop {
+            let mut fixed = repeated.clone();
+            if repeat_prefixes {
+                fixed.extend(&prefixes);
             }
-            current_len += option.encoded_len();
-            current.push(option.clone());
+            let base = RA_HEADER_LEN + len(&fixed);
+            let mut spread: Vec<usize> = Vec::new();
+            if !repeat_prefixes {
+                spread.extend(&prefixes);
+            }
+            spread.extend(&others);
+            // Given up: the others in message order, then DNSSL, then RDNSS, so that the last
+            // part carries the name servers (and the search list beside them if it can).
+            let mut tail = given_up.clone();
+            tail.sort_by_key(|&i| (self.options[i].given_up_last(), i));
+            spread.extend(tail);
+            let largest = spread
+                .iter()
+                .map(|&i| self.options[i].encoded_len())
+                .max()
+                .unwrap_or(0);
+            if base + largest <= budget {
+                break (fixed, spread);
+            }
+            if repeat_prefixes {
+                repeat_prefixes = false;
+                continue;
+            }
+            let least = repeated
+                .iter()
+                .enumerate()
+                .max_by_key(|&(_, &i)| self.options[i].repeat_rank())
+                .map(|(at, _)| at);
+            match least {
+                Some(at) => given_up.push(repeated.remove(at)),
+                None => break (fixed, spread),
+            }
+        };
+        let room = budget.saturating_sub(RA_HEADER_LEN + len(&fixed));
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new()];
+        for i in spread {
+            let current = parts.last_mut().expect("parts is never empty");
+            if !current.is_empty() && len(current) + self.options[i].encoded_len() > room {
+                parts.push(vec![i]);
+            } else {
+                current.push(i);
+            }
         }
-        parts.push(current);
         parts
             .into_iter()
-            .map(|mut options| {
-                options.extend(common.iter().map(|o| (*o).clone()));
+            .map(|mut part| {
+                part.extend(&fixed);
+                part.sort_unstable();
                 RouterAdvertisement {
-                    options,
+                    options: part.iter().map(|&i| self.options[i].clone()).collect(),
                     ..self.clone()
                 }
             })

@@ -525,24 +525,16 @@ async fn send(run: &mut BridgeRun, socket: &RaSocket, link: &LinkState, transmit
     }
     run.forwarding_warned = !facts.forwarding;
     let prefixes = run.prefixes(now);
-    let (ra, destination) = match transmit {
-        Transmit::Advertisement(Destination::AllNodes) => {
-            (advert::build(&run.bridge.ra, &prefixes, &facts), ALL_NODES)
-        }
-        Transmit::Advertisement(Destination::Unicast(to)) => {
-            (advert::build(&run.bridge.ra, &prefixes, &facts), to)
-        }
-        Transmit::Final => (
-            advert::build_final(&run.bridge.ra, &prefixes, &facts),
-            ALL_NODES,
-        ),
+    let destination = match transmit {
+        Transmit::Advertisement(Destination::Unicast(to)) => to,
+        Transmit::Advertisement(Destination::AllNodes) | Transmit::Final => ALL_NODES,
     };
     let Some(source) = link.link_local else {
         return;
     };
     let mtu = socket.mtu().unwrap_or(1280);
     let mut sent = 0;
-    for part in ra.split(mtu) {
+    for part in advert::burst(&run.bridge.ra, &prefixes, &facts, transmit, mtu) {
         match socket.send(&part.encode(), source, destination).await {
             Ok(()) => sent += 1,
             Err(e) => tracing::warn!("RA: sending to {destination} on {ifname} failed: {e}"),
