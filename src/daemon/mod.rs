@@ -226,6 +226,7 @@ impl Daemon {
         let transport = listener::Security::load(&config)?;
         let mut fib = Fib::open(config.kernel.table, config.kernel.protocol)
             .map_err(|e| format!("netlink: {e}"))?;
+        fib.adopt_protocols(&config.kernel.adopt_protocols);
         // Listen before reading the table, so that no change in between goes unseen.
         let (kernel_filter, filter) = watch::channel(monitor::Filter {
             protocol: config.kernel.protocol,

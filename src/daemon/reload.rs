@@ -114,7 +114,16 @@ impl Daemon {
             || config.kernel.protocol != self.config.kernel.protocol
         {
             match Fib::open(config.kernel.table, config.kernel.protocol) {
-                Ok(new_fib) => {
+                Ok(mut new_fib) => {
+                    // Routes left under the number in use until now, or an older default,
+                    // in the new table: ours, moved to the new number in place.
+                    new_fib.adopt_protocols(
+                        &[
+                            &config.kernel.adopt_protocols[..],
+                            &[self.config.kernel.protocol],
+                        ]
+                        .concat(),
+                    );
                     // Into the new table first, then out of the old one.
                     let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
                     self.kernel_filter.send_replace(monitor::Filter {
