@@ -452,7 +452,7 @@ fn a_reload_changing_kernel_protocol_moves_our_routes_to_the_new_number_in_place
     for ns in [&a, &b] {
         assert!(lab.gobgp(ns, &["neighbor"]).contains("Establ"));
     }
-    // Adopted at the reload, so also after a later resync: nothing goes back.
+    // New routes go in under the new number.
     lab.announce(&a, "10.244.3.0/24");
     let mut more = learned();
     more.insert("10.244.3.0/24".into(), vec!["2001:db8:1::11".into()]);
