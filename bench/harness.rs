@@ -24,7 +24,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const TABLE: u32 = 1336;
-const PROTO: u8 = 196;
+const PROTO: u8 = cilium_peer::config::DEFAULT_KERNEL_PROTOCOL;
 const BRIDGE: &str = "vmbr-bench";
 const HOST_V6: &str = "2001:db8:1::1";
 const INJECTOR_V6: &str = "2001:db8:1::2";

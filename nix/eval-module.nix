@@ -80,6 +80,10 @@ let
         type = types.attrsOf (
           types.submodule {
             options.source = mkOption { type = types.unspecified; };
+            options.text = mkOption {
+              type = types.nullOr types.lines;
+              default = null;
+            };
           }
         );
         default = { };
@@ -155,10 +159,13 @@ let
 
   service = config.systemd.services.cilium-peer;
 
+  # an /etc file's text, or the name of its source
+  textOrSource = file: if file.text != null then file.text else file.source.name;
+
   result = {
     settings = config.services.ciliumPeer.renderedSettings;
     package = config.services.ciliumPeer.package.name;
-    etc = lib.mapAttrs (_: file: file.source.name) config.environment.etc;
+    etc = lib.mapAttrs (_: textOrSource) config.environment.etc;
     firewall = config.networking.firewall.interfaces;
     sysctl = config.boot.kernel.sysctl;
     inherit (config) warnings;

@@ -224,6 +224,16 @@ let
               default = true;
               description = "Equal-best paths from several peers become one ECMP route.";
             };
+            protocol = mkOption {
+              type = types.ints.between 5 255;
+              default = 214;
+              description = ''
+                The routing protocol number our routes carry. The module names it
+                `cilium-peer` in /etc/iproute2/rt_protos.d, so `ip route` shows
+                `proto cilium-peer`. Routes in the table under 196 (the default before) are
+                adopted and moved to this number at start (`kernel.adopt_protocols`).
+              '';
+            };
           };
         };
         default = { };
@@ -477,6 +487,12 @@ in
       '';
 
       environment.etc."cilium-peer/config.json".source = configFile;
+
+      # `ip route` prints `proto cilium-peer` (iproute2 reads rt_protos.d/*.conf). NixOS's
+      # networking.iproute2 writes only rt_tables.d/nixos.conf next to it.
+      environment.etc."iproute2/rt_protos.d/cilium-peer.conf".text = ''
+        ${toString cfg.settings.kernel.protocol} cilium-peer
+      '';
 
       environment.systemPackages = [ cfg.package ];
 

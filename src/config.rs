@@ -14,8 +14,13 @@ use serde::Deserialize;
 pub const DEFAULT_PATH: &str = "/etc/cilium-peer/config.json";
 /// Where the control socket lives unless the config says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/cilium-peer/control.sock";
-/// The routing protocol number our kernel routes carry (`ip route ... proto 196`).
-pub const DEFAULT_KERNEL_PROTOCOL: u8 = 196;
+/// The routing protocol number our kernel routes carry (`ip route ... proto cilium-peer`
+/// with the rt_protos.d line the NixOS module installs). No routing daemon, Kubernetes
+/// network plugin or iproute2 file we know of claims it: docs/config.md has the survey.
+pub const DEFAULT_KERNEL_PROTOCOL: u8 = 214;
+/// The number our routes carried before 214: FRR's for its static routes. Routes in our
+/// table with it are adopted at start and moved to `kernel.protocol`.
+pub const PREVIOUS_DEFAULT_KERNEL_PROTOCOL: u8 = 196;
 /// The kernel's main table.
 pub const MAIN_TABLE: u32 = 254;
 
@@ -64,6 +69,9 @@ pub struct Kernel {
     /// The most next hops one ECMP route gets.
     pub max_paths: u16,
     pub protocol: u8,
+    /// Other protocol numbers whose routes in `table` are taken as a previous run's at
+    /// start: adopted, and moved to `protocol`.
+    pub adopt_protocols: Vec<u8>,
     /// How long, after start, routes adopted from a previous run wait for their peers to
     /// come back and re-announce them before they are removed.
     pub adopt_grace_s: u64,
@@ -215,6 +223,8 @@ struct RawKernel {
     max_paths: u16,
     #[serde(default = "default_protocol")]
     protocol: u8,
+    #[serde(default = "default_adopt_protocols")]
+    adopt_protocols: Vec<u8>,
     #[serde(default = "default_adopt_grace")]
     adopt_grace_s: u64,
 }
@@ -227,6 +237,7 @@ impl Default for RawKernel {
             multipath: true,
             max_paths: default_max_paths(),
             protocol: default_protocol(),
+            adopt_protocols: default_adopt_protocols(),
             adopt_grace_s: default_adopt_grace(),
         }
     }
@@ -276,6 +287,9 @@ fn default_table() -> u32 {
 }
 fn default_protocol() -> u8 {
     DEFAULT_KERNEL_PROTOCOL
+}
+fn default_adopt_protocols() -> Vec<u8> {
+    vec![PREVIOUS_DEFAULT_KERNEL_PROTOCOL]
 }
 fn default_adopt_grace() -> u64 {
     120
@@ -416,6 +430,7 @@ impl Validator {
             multipath: raw.kernel.multipath,
             max_paths: raw.kernel.max_paths,
             protocol: raw.kernel.protocol,
+            adopt_protocols: raw.kernel.adopt_protocols,
             adopt_grace_s: raw.kernel.adopt_grace_s,
         };
         if !(1..=MAX_PATHS_LIMIT).contains(&kernel.max_paths) {
@@ -439,6 +454,14 @@ impl Validator {
                     kernel.protocol
                 ),
             );
+        }
+        for (i, protocol) in kernel.adopt_protocols.iter().enumerate() {
+            if matches!(protocol, 0..=4) {
+                self.error(
+                    format!("kernel.adopt_protocols[{i}]"),
+                    format!("{protocol} is reserved for the kernel's own routes"),
+                );
+            }
         }
 
         let mut bridges = BTreeMap::new();
@@ -691,7 +714,8 @@ mod tests {
         assert!(c.kernel.persist);
         assert!(c.kernel.multipath);
         assert_eq!(c.kernel.max_paths, 64);
-        assert_eq!(c.kernel.protocol, DEFAULT_KERNEL_PROTOCOL);
+        assert_eq!(c.kernel.protocol, 214);
+        assert_eq!(c.kernel.adopt_protocols, vec![196]);
         assert_eq!(c.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
         assert!(c.bridges.is_empty() && c.neighbors.is_empty());
         assert_eq!(c.metrics, None);
@@ -766,6 +790,26 @@ mod tests {
                 "neighbors[0].max_prefixes_hold_s: 90000 is more than a day (86400)",
             ]
         );
+    }
+
+    #[test]
+    fn adopted_protocol_numbers_may_not_be_the_kernels_own() {
+        let e = errors(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100,
+                 "kernel": { "protocol": 4, "adopt_protocols": [196, 3] } }"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                "kernel.protocol: 4 is reserved for the kernel's own routes",
+                "kernel.adopt_protocols[1]: 3 is reserved for the kernel's own routes",
+            ]
+        );
+        let c = Config::parse(
+            r#"{ "router_id": "192.0.2.1", "asn": 65100, "kernel": { "adopt_protocols": [] } }"#,
+        )
+        .unwrap();
+        assert!(c.kernel.adopt_protocols.is_empty());
     }
 
     #[test]

@@ -845,7 +845,7 @@ fn routes_of_ours_deleted_or_changed_behind_our_back_are_put_back_and_foreign_ro
         "dev",
         BRIDGE,
         "proto",
-        "196",
+        &PROTO.to_string(),
     ]);
     repaired(3);
     // Our own writes (the installs, the repairs) come back as events too: none was taken

@@ -305,7 +305,7 @@ fn the_module_renders_the_seed_host_to_the_expected_config_and_unit() {
             "router_id": "192.0.2.1",
             "asn": 65100,
             "listen": ["[::]:179"],
-            "kernel": { "table": 1336, "persist": true, "multipath": true },
+            "kernel": { "table": 1336, "persist": true, "multipath": true, "protocol": 214 },
             "bridges": {
                 "vmbr-dev": {
                     "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"],
@@ -330,7 +330,10 @@ fn the_module_renders_the_seed_host_to_the_expected_config_and_unit() {
     assert_eq!(result["package"], "cilium-peer-flake-package");
     assert_eq!(
         result["etc"],
-        json!({ "cilium-peer/config.json": "cilium-peer-config-checked.json" })
+        json!({
+            "cilium-peer/config.json": "cilium-peer-config-checked.json",
+            "iproute2/rt_protos.d/cilium-peer.conf": "214 cilium-peer\n",
+        })
     );
     assert_eq!(
         result["firewall"],
@@ -549,8 +552,46 @@ fn the_firewall_opens_the_listen_ports_on_the_bridges_only() {
     assert_eq!(closed["sysctl"], json!({}));
     assert_eq!(
         closed["etc"],
-        json!({ "cilium-peer/config.json": "cilium-peer-config.json" })
+        json!({
+            "cilium-peer/config.json": "cilium-peer-config.json",
+            "iproute2/rt_protos.d/cilium-peer.conf": "214 cilium-peer\n",
+        })
     );
+}
+
+#[test]
+fn the_module_names_the_configured_protocol_number_cilium_peer_for_iproute2() {
+    if !have_nix_instantiate() {
+        return;
+    }
+    let Some(lib) = nixpkgs_lib() else { return };
+    // The default is the daemon's own.
+    let result = evaluate_ok(&lib, "");
+    assert_eq!(
+        result["settings"]["kernel"]["protocol"],
+        cilium_peer::config::DEFAULT_KERNEL_PROTOCOL
+    );
+    let line = format!(
+        "{} cilium-peer\n",
+        cilium_peer::config::DEFAULT_KERNEL_PROTOCOL
+    );
+    assert_eq!(result["etc"]["iproute2/rt_protos.d/cilium-peer.conf"], line);
+    // Another number: the file names that one, and the config carries it.
+    let other = evaluate_ok(
+        &lib,
+        "{ services.ciliumPeer.settings.kernel.protocol = 201; }",
+    );
+    assert_eq!(other["settings"]["kernel"]["protocol"], 201);
+    assert_eq!(
+        other["etc"]["iproute2/rt_protos.d/cilium-peer.conf"],
+        "201 cilium-peer\n"
+    );
+    // The kernel's own numbers are refused at evaluation.
+    let error = evaluate_err(
+        &lib,
+        "{ services.ciliumPeer.settings.kernel.protocol = 4; }",
+    );
+    assert!(error.contains("kernel.protocol"), "{error}");
 }
 
 #[test]

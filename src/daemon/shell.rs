@@ -135,6 +135,7 @@ impl Shell {
         let transport = listener::Security::load(&config).map_err(DaemonError::Keys)?;
         let mut fib =
             Fib::open(config.kernel.table, config.kernel.protocol).map_err(DaemonError::Netlink)?;
+        fib.adopt_protocols(&config.kernel.adopt_protocols);
         // Listen before reading the table, so that no change in between goes unseen.
         let (kernel_filter, filter) = watch::channel(monitor::Filter {
             protocol: config.kernel.protocol,
@@ -483,7 +484,13 @@ impl Shell {
         };
         let (table, protocol) = table_move.to;
         match Fib::open(table, protocol) {
-            Ok(new_fib) => {
+            Ok(mut new_fib) => {
+                // Routes left under the number in use until now, or an older default, in
+                // the new table: ours, moved to the new number in place.
+                let previous = [table_move.from.1];
+                new_fib.adopt_protocols(
+                    &[&self.core.config().kernel.adopt_protocols[..], &previous].concat(),
+                );
                 // Into the new table first, then out of the old one.
                 let mut old_fib = std::mem::replace(&mut self.fib, new_fib);
                 self.kernel_filter.send_replace(monitor::Filter {

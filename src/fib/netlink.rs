@@ -491,6 +491,8 @@ fn messages(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 pub struct Fib {
     table: u32,
     protocol: u8,
+    /// Other protocol numbers whose routes in our table the next dump adopts.
+    adopt: Vec<u8>,
     mode: Mode,
     v4: Channel,
     v6: Channel,
@@ -529,6 +531,7 @@ impl Fib {
         Ok(Fib {
             table,
             protocol,
+            adopt: Vec::new(),
             mode,
             v4: Channel::open()?,
             v6: Channel::open()?,
@@ -880,6 +883,13 @@ impl Fib {
     /// Our routes currently in the table (other protocols' routes are skipped). Also
     /// rebuilds the books of objects and of which route uses which from the kernel, and
     /// removes our objects no route uses.
+    ///
+    /// Routes in our table under one of the protocol numbers given to
+    /// [`Fib::adopt_protocols`] (what a previous run used) count as ours too: each is
+    /// replaced in place, same next hops, under our number (the kernel swaps the route, it
+    /// never goes missing), and comes back among ours. Their nexthop objects go once no
+    /// route anywhere uses them. Once that went through, later dumps look for our number
+    /// only.
     pub fn dump(&mut self) -> io::Result<BTreeMap<IpNet, Vec<NextHop>>> {
         self.send_batches();
         let mut lost = self.take_failures();
@@ -887,27 +897,35 @@ impl Fib {
         self.deferred_overflow = false;
         self.installed.clear();
         self.objects.clear();
+        let adopt = self.adopt.clone();
         if self.mode == Mode::NexthopObjects {
             let mut request = Vec::new();
             nexthop::encode_dump(&mut request, self.next_seq());
             let protocol = self.protocol;
             let mut found = Vec::new();
             self.v6.dump(&request, |_, payload| {
-                // An object of our protocol outside our ids is none we made: left alone.
+                // An object outside our ids is none we made: left alone.
                 if let Some((id, p, Some(object))) = nexthop::parse(payload)
-                    && p == protocol
+                    && (p == protocol || adopt.contains(&p))
                     && representable(id)
                 {
-                    found.push((id, object));
+                    found.push((id, p != protocol, object));
                 }
             })?;
             // Members before their groups.
-            found.sort_by_key(|(_, o)| matches!(o, Object::Group(_)));
-            for (id, object) in found {
-                self.objects.insert(id, object);
+            found.sort_by_key(|(_, _, o)| matches!(o, Object::Group(_)));
+            for (id, legacy, object) in found {
+                if legacy {
+                    self.objects.insert_legacy(id, object);
+                } else {
+                    self.objects.insert(id, object);
+                }
             }
         }
+        let legacy_objects: std::collections::HashSet<u32> =
+            self.objects.legacy_ids().into_iter().collect();
         let mut routes = BTreeMap::new();
+        let mut moved = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut message = RouteMessage::default();
             message.header.address_family = family;
@@ -918,6 +936,8 @@ impl Fib {
             let mut bytes = vec![0; request.buffer_len()];
             request.serialize(&mut bytes);
             let mut uses = Vec::new();
+            // Legacy objects used by routes that stay someone else's: never deleted.
+            let mut elsewhere = Vec::new();
             let (table, protocol) = (self.table, self.protocol);
             let channel = match family {
                 AddressFamily::Inet => &mut self.v4,
@@ -932,16 +952,24 @@ impl Fib {
                 else {
                     return;
                 };
-                if let Some((prefix, next_hops)) = ours(table, protocol, &route) {
-                    let id = route.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::NhId(id) => Some(*id),
-                        _ => None,
-                    });
-                    uses.push((prefix, id));
-                    routes
-                        .entry(prefix)
-                        .or_insert_with(Vec::new)
-                        .extend(next_hops);
+                let id = route.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::NhId(id) => Some(*id),
+                    _ => None,
+                });
+                let found = ours(table, protocol, &route).or_else(|| {
+                    let found = adoptable(table, &adopt, &legacy_objects, &route)?;
+                    moved.push(found.0);
+                    Some(found)
+                });
+                match found {
+                    Some((prefix, next_hops)) => {
+                        uses.push((prefix, id));
+                        routes
+                            .entry(prefix)
+                            .or_insert_with(Vec::new)
+                            .extend(next_hops);
+                    }
+                    None => elsewhere.extend(id.filter(|id| legacy_objects.contains(id))),
                 }
             })?;
             if self.mode == Mode::NexthopObjects {
@@ -954,10 +982,45 @@ impl Fib {
                         .insert(prefix, id.map_or(Installed::Plain, Installed::Object));
                 }
             }
+            for id in elsewhere {
+                self.objects.hold(id);
+            }
         }
         for next_hops in routes.values_mut() {
             next_hops.sort_unstable();
             next_hops.dedup();
+        }
+        if !moved.is_empty() {
+            moved.sort_unstable();
+            moved.dedup();
+            tracing::info!(
+                routes = moved.len(),
+                from = ?adopt,
+                to = self.protocol,
+                table = self.table,
+                "routes a previous run left under another protocol number: adopted, now under ours"
+            );
+            lost.extend(self.take_failures());
+            for prefix in &moved {
+                self.replace(*prefix, &routes[prefix]);
+                if self.v4.full() || self.v6.full() {
+                    self.send_batches();
+                }
+            }
+            self.send_batches();
+            let refused = self.take_failures();
+            if refused.is_empty() {
+                self.adopt.clear();
+            } else {
+                // Whatever still names an old object keeps it: the next dump tries again.
+                for id in legacy_objects {
+                    self.objects.hold(id);
+                }
+                tracing::warn!(error = %refused[0], refused = refused.len(), "moving adopted routes to our protocol number failed");
+                self.failures.extend(refused);
+            }
+        } else {
+            self.adopt.clear();
         }
         // Objects of ours that no route uses (left by a crash, or emptied underneath).
         lost.extend(self.flush());
@@ -965,6 +1028,20 @@ impl Fib {
             tracing::debug!(%error, "failures before the dump");
         }
         Ok(routes)
+    }
+
+    /// Protocol numbers whose routes in our table the next dump adopts as ours and moves
+    /// to our own number (see [`Fib::dump`]): the old default, or the number in use before
+    /// a reload changed it. Our own number is left out.
+    pub fn adopt_protocols(&mut self, protocols: &[u8]) {
+        let mut adopt: Vec<u8> = protocols
+            .iter()
+            .copied()
+            .filter(|p| *p != self.protocol)
+            .collect();
+        adopt.sort_unstable();
+        adopt.dedup();
+        self.adopt = adopt;
     }
 
     /// A dumped or monitored route, if it is one of ours in our table.
@@ -992,6 +1069,30 @@ fn ours(table_id: u32, protocol: u8, route: &RouteMessage) -> Option<(IpNet, Vec
         }
         parse_route(route)
     }
+}
+
+/// `route`, if it is one a previous run of ours left in `table` under one of the
+/// `protocols` (see [`Fib::dump`]): a unicast route with gateways, and if it names a nexthop
+/// object, one of the `objects` a previous run of ours made (another program's routes with
+/// that number use objects of their own, or none, or no gateway).
+fn adoptable(
+    table: u32,
+    protocols: &[u8],
+    objects: &std::collections::HashSet<u32>,
+    route: &RouteMessage,
+) -> Option<(IpNet, Vec<NextHop>)> {
+    let protocol = u8::from(route.header.protocol);
+    if !protocols.contains(&protocol) || route.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let id = route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::NhId(id) => Some(*id),
+        _ => None,
+    });
+    if id.is_some_and(|id| !objects.contains(&id)) {
+        return None;
+    }
+    ours(table, protocol, route).filter(|(_, next_hops)| !next_hops.is_empty())
 }
 
 /// The gateways of a plain route: one as RTA_GATEWAY/RTA_VIA and RTA_OIF, several as

@@ -5,7 +5,7 @@
 //! carry only RTA_NH_ID, and deleting an object removes every route using it in one request.
 //! Pure: it builds and parses bytes, the socket is the caller's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::rib::NextHop;
@@ -193,11 +193,19 @@ pub fn parse(payload: &[u8]) -> Option<(u32, u8, Option<Object>)> {
 }
 
 /// The objects we own, by what they stand for and by id, with how many routes and groups
-/// use each.
+/// use each. Objects a previous run made under another protocol number (see
+/// [`Objects::insert_legacy`]) are kept by id only: they are never reused for a new route,
+/// only deleted once nothing uses them.
 #[derive(Debug, Default)]
 pub struct Objects {
     by_object: HashMap<Object, u32>,
     by_id: HashMap<u32, (Object, u32)>,
+    /// Ids of the objects held by id only, under another protocol number.
+    legacy: HashSet<u32>,
+    /// Ids of legacy objects we deleted: never given to a new object of ours, so that
+    /// whoever else still has them in its books (the FIB of the previous protocol during a
+    /// reload) deletes nothing of ours by deleting them.
+    retired: HashSet<u32>,
     /// Where the search for a free id starts.
     next_id: u32,
 }
@@ -237,6 +245,28 @@ impl Objects {
         self.by_id.insert(id, (object, 0));
     }
 
+    /// Records an object a previous run made under another protocol number, unused: found
+    /// by id, never reused for a route of ours, deleted once nothing uses it.
+    pub fn insert_legacy(&mut self, id: u32, object: Object) {
+        if let Object::Group(members) = &object {
+            for m in members {
+                self.hold(*m);
+            }
+        }
+        self.legacy.insert(id);
+        self.by_id.insert(id, (object, 0));
+    }
+
+    /// Whether `id` is an object recorded by [`Objects::insert_legacy`].
+    pub fn is_legacy(&self, id: u32) -> bool {
+        self.legacy.contains(&id)
+    }
+
+    /// The ids of the legacy objects in the books.
+    pub fn legacy_ids(&self) -> Vec<u32> {
+        self.legacy.iter().copied().collect()
+    }
+
     /// A free id among ours (the kernel may still refuse it if someone else has it).
     pub fn fresh_id(&mut self) -> u32 {
         loop {
@@ -246,7 +276,7 @@ impl Objects {
             } else {
                 FIRST_ID
             };
-            if !self.by_id.contains_key(&id) {
+            if !self.by_id.contains_key(&id) && !self.retired.contains(&id) {
                 return id;
             }
         }
@@ -296,16 +326,22 @@ impl Objects {
                         self.release(*m);
                     }
                 }
-                self.by_object.remove(&object);
+                if self.by_object.get(&object) == Some(&id) {
+                    self.by_object.remove(&object);
+                }
+                if self.legacy.remove(&id) {
+                    self.retired.insert(id);
+                }
                 gone.push(id);
             }
         }
     }
 
-    /// Forgets everything (before rebuilding from a dump).
+    /// Forgets everything (before rebuilding from a dump) but the retired ids.
     pub fn clear(&mut self) {
         self.by_object.clear();
         self.by_id.clear();
+        self.legacy.clear();
     }
 
     /// The next hops object `id` stands for (a group's members, sorted).
@@ -445,6 +481,33 @@ mod tests {
             vec![hop("2001:db8:1::2", 7), hop("2001:db8:1::3", 7)]
         );
         assert_eq!(objects.users(10), 1);
+    }
+
+    #[test]
+    fn a_legacy_object_is_never_reused_and_its_id_never_given_again() {
+        let mut objects = Objects::new();
+        let hop = Object::Single(hop("2001:db8:1::2", 7));
+        let old = objects.fresh_id();
+        objects.insert_legacy(old, hop.clone());
+        objects.hold(old); // the route a previous run left
+        assert!(objects.is_legacy(old));
+        assert_eq!(objects.id_of(&hop), None);
+        let new = objects.fresh_id();
+        assert_ne!(new, old);
+        objects.insert(new, hop.clone());
+        assert_eq!(objects.id_of(&hop), Some(new));
+        // The route moves to the new object: the old one goes, the new one stays found.
+        objects.hold(new);
+        objects.release(old);
+        assert_eq!(objects.take_unused(), vec![old]);
+        assert_eq!(objects.id_of(&hop), Some(new));
+        assert!(!objects.is_legacy(old));
+        objects.clear();
+        let mut objects = Objects {
+            next_id: old,
+            ..objects
+        };
+        assert_ne!(objects.fresh_id(), old);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 pub const BRIDGE: &str = "vmbr-dev";
 pub const TABLE: u32 = 1336;
-/// Our kernel protocol number (config default).
-pub const PROTO: u32 = 196;
+/// Our kernel protocol number (config default, `DEFAULT_KERNEL_PROTOCOL`).
+pub const PROTO: u32 = cilium_peer::config::DEFAULT_KERNEL_PROTOCOL as u32;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -286,7 +286,7 @@ impl Lab {
         cilium_peer::control::query(&self.socket(), what).expect("control socket answers")
     }
 
-    /// `ip -j route show table TABLE proto 196` for one family, as JSON.
+    /// `ip -j route show table TABLE proto PROTO` for one family, as JSON.
     pub fn routes(&self, family: &str) -> Vec<Value> {
         // A table with no routes yet "does not exist": that is an empty answer.
         let out = self.try_exec(
