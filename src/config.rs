@@ -42,7 +42,26 @@ pub struct Config {
     pub limits: Limits,
 }
 
-pub use crate::bgp::admission::Limits;
+/// Admission limits on connections (the `limits` object), enforced by `bgp::admission`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions not yet Established, over all sources.
+    pub max_half_open: usize,
+    /// Connects one source address may make at once...
+    pub source_burst: u32,
+    /// ...and per minute after that.
+    pub source_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_half_open: 64,
+            source_burst: 10,
+            source_per_minute: 30,
+        }
+    }
+}
 
 /// A socket address to accept BGP on; a link-local one names its interface.
 #[derive(Debug, Clone, PartialEq, Eq)]

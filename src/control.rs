@@ -1,7 +1,7 @@
 //! The control socket behind `cilium-peer show`: a unix stream socket (mode 0660) where a
 //! client writes one request line (`peers`, `routes` or `bridges`) and reads one JSON
-//! document back. The daemon's event loop builds the answer; this module only carries it,
-//! and prints it for humans.
+//! document back. The requests and answers are types that daemon and client share; the
+//! daemon's event loop builds the answer, this module carries it and prints it for humans.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -9,6 +9,11 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -23,7 +28,8 @@ pub enum Request {
 }
 
 impl Request {
-    fn parse(line: &str) -> Option<Request> {
+    /// A request line (`peers`, `routes`, `bridges`).
+    pub fn parse(line: &str) -> Option<Request> {
         match line.trim() {
             "peers" => Some(Request::Peers),
             "routes" => Some(Request::Routes),
@@ -31,6 +37,75 @@ impl Request {
             _ => None,
         }
     }
+
+    /// The request line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Request::Peers => "peers",
+            Request::Routes => "routes",
+            Request::Bridges => "bridges",
+        }
+    }
+}
+
+/// The answer to a request: one row per session, route or bridge. Serialized as a bare
+/// JSON array (the documented `show --json` shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Peers(Vec<PeerRow>),
+    Routes(Vec<RouteRow>),
+    Bridges(Vec<BridgeRow>),
+}
+
+/// One session in `show peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerRow {
+    pub name: String,
+    pub group: String,
+    pub address: IpAddr,
+    pub asn: u32,
+    pub router_id: Option<Ipv4Addr>,
+    pub state: crate::daemon::core::PeerState,
+    /// Seconds in the current state.
+    pub uptime_s: u64,
+    pub received: usize,
+    pub installed: usize,
+    /// Prefixes refused by import policy, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    pub updates: u64,
+    pub hold_time: Option<u16>,
+    /// `afi/safi` of the negotiated families.
+    pub families: Option<Vec<String>>,
+    pub extended_next_hop: Option<bool>,
+    pub graceful_restart: Option<bool>,
+    pub stale: bool,
+}
+
+/// One route in `show routes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteRow {
+    pub prefix: IpNet,
+    pub nexthops: Vec<HopRow>,
+    /// It holds next hops adopted from a previous run.
+    pub adopted: bool,
+    pub table: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HopRow {
+    pub gateway: IpAddr,
+    pub interface: Option<String>,
+    pub ifindex: Option<u32>,
+}
+
+/// One bridge in `show bridges`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeRow {
+    pub name: String,
+    pub ifindex: Option<u32>,
+    pub prefixes: Vec<IpNet>,
+    pub ra: Option<crate::ra::BridgeStatus>,
 }
 
 /// Binds the socket (replacing a stale one; mode 0660, owned by `group` when given) and
@@ -38,7 +113,7 @@ impl Request {
 pub fn serve(
     path: &Path,
     group: Option<&str>,
-    daemon: mpsc::Sender<(Request, oneshot::Sender<Value>)>,
+    daemon: mpsc::Sender<(Request, oneshot::Sender<Answer>)>,
 ) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -75,7 +150,10 @@ pub fn serve(
                         if daemon.send((request, tx)).await.is_err() {
                             return;
                         }
-                        rx.await.unwrap_or(Value::Null)
+                        match rx.await {
+                            Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
+                            Err(_) => Value::Null,
+                        }
                     }
                     None => {
                         serde_json::json!({ "error": format!("unknown request {:?}", line.trim()) })
@@ -91,14 +169,28 @@ pub fn serve(
 }
 
 /// Asks the daemon at `socket` and prints the answer (`show ... [--json]`).
-pub fn show(socket: &Path, what: &str, json: bool) -> ExitCode {
-    match query(socket, what) {
-        Ok(answer) if json => {
-            println!("{answer}");
+pub fn show(socket: &Path, request: Request, json: bool) -> ExitCode {
+    let answer = query(socket, request).and_then(|value| {
+        let text = value.to_string();
+        if json {
+            return Ok(text);
+        }
+        let answer = match request {
+            Request::Peers => serde_json::from_value(value).map(Answer::Peers),
+            Request::Routes => serde_json::from_value(value).map(Answer::Routes),
+            Request::Bridges => serde_json::from_value(value).map(Answer::Bridges),
+        };
+        answer
+            .map(|answer| render(&answer))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    });
+    match answer {
+        Ok(text) if json => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
-        Ok(answer) => {
-            print!("{}", render(what, &answer));
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -109,23 +201,20 @@ pub fn show(socket: &Path, what: &str, json: bool) -> ExitCode {
 }
 
 /// One request, one JSON answer.
-pub fn query(socket: &Path, what: &str) -> io::Result<Value> {
+pub fn query(socket: &Path, request: Request) -> io::Result<Value> {
     let mut stream = UnixStream::connect(socket)?;
-    stream.write_all(format!("{what}\n").as_bytes())?;
+    stream.write_all(format!("{}\n", request.name()).as_bytes())?;
     let mut text = String::new();
     BufReader::new(&mut stream).read_line(&mut text)?;
     serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Aligned tables in the spirit of `birdc show protocols` and `show route`.
-pub fn render(what: &str, answer: &Value) -> String {
-    let rows: Vec<&Value> = answer
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let (header, cells): (Vec<&str>, Vec<Vec<String>>) = match what {
-        "peers" => (
-            vec![
+pub fn render(answer: &Answer) -> String {
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    match answer {
+        Answer::Peers(rows) => table(
+            &[
                 "Name",
                 "Address",
                 "ASN",
@@ -134,50 +223,42 @@ pub fn render(what: &str, answer: &Value) -> String {
                 "Received",
                 "Installed",
             ],
-            rows.iter()
+            &rows
+                .iter()
                 .map(|r| {
-                    [
-                        "name",
-                        "address",
-                        "asn",
-                        "state",
-                        "uptime_s",
-                        "received",
-                        "installed",
+                    vec![
+                        r.name.clone(),
+                        r.address.to_string(),
+                        r.asn.to_string(),
+                        r.state.to_string(),
+                        r.uptime_s.to_string(),
+                        r.received.to_string(),
+                        r.installed.to_string(),
                     ]
-                    .iter()
-                    .map(|k| text(&r[*k]))
-                    .collect()
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         ),
-        "routes" => (
-            vec!["Prefix", "Next hops"],
-            rows.iter()
+        Answer::Routes(rows) => table(
+            &["Prefix", "Next hops"],
+            &rows
+                .iter()
                 .map(|r| {
-                    let hops = r["nexthops"]
-                        .as_array()
-                        .map(|hops| {
-                            hops.iter()
-                                .map(|h| match h["interface"].as_str() {
-                                    Some(dev) => format!("via {} dev {dev}", text(&h["gateway"])),
-                                    None => format!("via {}", text(&h["gateway"])),
-                                })
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                    let hops = r
+                        .nexthops
+                        .iter()
+                        .map(|h| match &h.interface {
+                            Some(dev) => format!("via {} dev {dev}", h.gateway),
+                            None => format!("via {}", h.gateway),
                         })
-                        .unwrap_or_default();
-                    let adopted = if r["adopted"] == Value::Bool(true) {
-                        " (adopted)"
-                    } else {
-                        ""
-                    };
-                    vec![text(&r["prefix"]), format!("{hops}{adopted}")]
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let adopted = if r.adopted { " (adopted)" } else { "" };
+                    vec![r.prefix.to_string(), format!("{hops}{adopted}")]
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         ),
-        _ => (
-            vec![
+        Answer::Bridges(rows) => table(
+            &[
                 "Bridge",
                 "Ifindex",
                 "Prefixes",
@@ -186,34 +267,26 @@ pub fn render(what: &str, answer: &Value) -> String {
                 "RAs sent",
                 "RSs received",
             ],
-            rows.iter()
+            &rows
+                .iter()
                 .map(|r| {
-                    let prefixes = r["prefixes"]
-                        .as_array()
-                        .map(|p| p.iter().map(text).collect::<Vec<_>>().join(" "))
-                        .unwrap_or_default();
-                    let ra = &r["ra"];
+                    let ra = r.ra.as_ref();
                     vec![
-                        text(&r["name"]),
-                        text(&r["ifindex"]),
-                        prefixes,
-                        text(&ra["state"]),
-                        text(&ra["link_local"]),
-                        text(&ra["ras_sent"]),
-                        text(&ra["rs_received"]),
+                        r.name.clone(),
+                        dash(r.ifindex.map(|i| i.to_string())),
+                        r.prefixes
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        dash(ra.map(|ra| ra.state.to_string())),
+                        dash(ra.and_then(|ra| ra.link_local).map(|a| a.to_string())),
+                        dash(ra.map(|ra| ra.ras_sent.to_string())),
+                        dash(ra.map(|ra| ra.rs_received.to_string())),
                     ]
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         ),
-    };
-    table(&header, &cells)
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
     }
 }
 
@@ -247,13 +320,18 @@ mod tests {
 
     #[test]
     fn peers_render_as_an_aligned_table() {
+        let row = |name: &str, address: &str, state: &str, uptime_s: u64, received: u64| {
+            serde_json::json!({ "name": name, "group": "cilium", "address": address, "asn": 65100,
+              "router_id": null, "state": state, "uptime_s": uptime_s, "received": received,
+              "installed": received, "rejected": {}, "updates": 0, "hold_time": null,
+              "families": null, "extended_next_hop": null, "graceful_restart": null,
+              "stale": false })
+        };
         let answer = serde_json::json!([
-            { "name": "cilium1", "address": "2001:db8:1::11", "asn": 65100, "state": "Established",
-              "uptime_s": 12, "received": 3, "installed": 3 },
-            { "name": "cilium2", "address": "2001:db8:1::12", "asn": 65100, "state": "Idle",
-              "uptime_s": 1, "received": 0, "installed": 0 }
+            row("cilium1", "2001:db8:1::11", "Established", 12, 3),
+            row("cilium2", "2001:db8:1::12", "Idle", 1, 0),
         ]);
-        let text = render("peers", &answer);
+        let text = render(&Answer::Peers(serde_json::from_value(answer).unwrap()));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
@@ -269,12 +347,12 @@ mod tests {
     #[test]
     fn routes_show_every_next_hop_with_its_device() {
         let answer = serde_json::json!([
-            { "prefix": "198.51.100.7/32", "adopted": false, "nexthops": [
-                { "gateway": "2001:db8:1::11", "interface": "vmbr-dev" },
-                { "gateway": "2001:db8:1::12", "interface": "vmbr-dev" } ] }
+            { "prefix": "198.51.100.7/32", "adopted": false, "table": 1336, "nexthops": [
+                { "gateway": "2001:db8:1::11", "interface": "vmbr-dev", "ifindex": 4 },
+                { "gateway": "2001:db8:1::12", "interface": "vmbr-dev", "ifindex": 4 } ] }
         ]);
         assert_eq!(
-            render("routes", &answer),
+            render(&Answer::Routes(serde_json::from_value(answer).unwrap())),
             "Prefix           Next hops\n198.51.100.7/32  via 2001:db8:1::11 dev vmbr-dev, via 2001:db8:1::12 dev vmbr-dev\n"
         );
     }
@@ -283,11 +361,14 @@ mod tests {
     fn bridges_show_their_router_advertisement_state() {
         let answer = serde_json::json!([
             { "name": "vmbr-dev", "ifindex": 4, "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"],
-              "ra": { "state": "advertising", "link_local": "fe80::1", "ras_sent": 3, "rs_received": 1 } },
+              "ra": { "ifname": "vmbr-dev", "state": "advertising", "ifindex": 4,
+                      "link_local": "fe80::1", "prefixes": ["2001:db8:1::/64"], "deprecated": [],
+                      "ras_sent": 3, "rs_received": 1, "rs_invalid": 0, "ras_received": 0,
+                      "ras_inconsistent": 0, "last_ra_s_ago": 1.5, "next_ra_in_s": 200.0 } },
             { "name": "vmbr-lab", "ifindex": null, "prefixes": [], "ra": null }
         ]);
         assert_eq!(
-            render("bridges", &answer),
+            render(&Answer::Bridges(serde_json::from_value(answer).unwrap())),
             "Bridge    Ifindex  Prefixes                      RA           Source   RAs sent  RSs received\n\
              vmbr-dev  4        192.0.2.0/24 2001:db8:1::/64  advertising  fe80::1  3         1\n\
              vmbr-lab  -                                      -            -        -         -\n"
@@ -316,10 +397,32 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_serializes_as_the_bare_array_show_json_documents() {
+        let answer = Answer::Routes(vec![RouteRow {
+            prefix: "10.244.1.0/24".parse().unwrap(),
+            nexthops: vec![HopRow {
+                gateway: "2001:db8:1::11".parse().unwrap(),
+                interface: None,
+                ifindex: Some(4),
+            }],
+            adopted: false,
+            table: 1336,
+        }]);
+        let value = serde_json::to_value(&answer).unwrap();
+        assert_eq!(value[0]["prefix"], "10.244.1.0/24");
+        assert_eq!(value[0]["nexthops"][0]["gateway"], "2001:db8:1::11");
+        let back: Vec<RouteRow> = serde_json::from_value(value).unwrap();
+        assert_eq!(Answer::Routes(back), answer);
+    }
+
+    #[test]
     fn only_the_three_known_requests_parse() {
         assert_eq!(Request::parse("peers\n"), Some(Request::Peers));
         assert_eq!(Request::parse("routes"), Some(Request::Routes));
         assert_eq!(Request::parse("bridges"), Some(Request::Bridges));
         assert_eq!(Request::parse("shutdown"), None);
+        for request in [Request::Peers, Request::Routes, Request::Bridges] {
+            assert_eq!(Request::parse(request.name()), Some(request));
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cilium_peer::config::{self, Config};
+use cilium_peer::control::Request;
 
 #[derive(Parser)]
 #[command(
@@ -69,12 +70,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Show { what, json, socket } => {
-            let what = match what {
-                Show::Peers => "peers",
-                Show::Routes => "routes",
-                Show::Bridges => "bridges",
+            let request = match what {
+                Show::Peers => Request::Peers,
+                Show::Routes => Request::Routes,
+                Show::Bridges => Request::Bridges,
             };
-            cilium_peer::control::show(&socket, what, json)
+            cilium_peer::control::show(&socket, request, json)
         }
     }
 }

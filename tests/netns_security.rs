@@ -503,7 +503,10 @@ fn the_daemon_runs_as_nobody_with_only_net_admin_net_raw_and_net_bind_service() 
             path.to_str().unwrap(),
         ],
     );
-    let show = |what: &str| cilium_peer::control::query(&socket, what);
+    let show = |what: &str| {
+        let request = cilium_peer::control::Request::parse(what).expect("a request");
+        cilium_peer::control::query(&socket, request)
+    };
     wait_for(
         &format!(
             "the unprivileged daemon's control socket\n{}",

@@ -9,26 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// The limits, from the config's `limits` object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Sessions not yet Established, over all sources.
-    pub max_half_open: usize,
-    /// Connects one source address may make at once...
-    pub source_burst: u32,
-    /// ...and per minute after that.
-    pub source_per_minute: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_half_open: 64,
-            source_burst: 10,
-            source_per_minute: 30,
-        }
-    }
-}
+use crate::config::Limits;
 
 /// A half-open session older than this may be closed to make room for a new connection.
 pub const EVICT_AFTER: Duration = Duration::from_secs(2);

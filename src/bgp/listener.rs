@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,25 +34,60 @@ impl fmt::Debug for Md5Key {
     }
 }
 
+/// Why a key file gives no key. It names the file, never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {}: {error}", path.display())]
+    Unreadable { path: PathBuf, error: io::Error },
+    #[error("{} holds no key", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: the key is {len} bytes, TCP-MD5 takes at most {}", path.display(), sockopt::MAX_KEY_LEN)]
+    TooLong { path: PathBuf, len: usize },
+}
+
+/// A neighbor group whose key file gives no key.
+#[derive(Debug, thiserror::Error)]
+#[error("neighbors[{group}].password_file: {error}")]
+pub struct SecurityError {
+    /// The group's index in `neighbors`.
+    pub group: usize,
+    pub error: KeyError,
+}
+
+/// Why an accepted connection gets no session from the transport's side.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("socket options: {0}")]
+    Socket(#[from] io::Error),
+    #[error(
+        "GTSM: its SYN arrived with TTL {0}, not 255 (not directly connected, or not sending with 255)"
+    )]
+    LowTtl(u8),
+    #[error("GTSM: no saved SYN to check its TTL")]
+    NoSavedSyn,
+}
+
 impl Md5Key {
     /// Reads a key file: its bytes with trailing newlines (`\n`, `\r\n`) stripped; empty or
-    /// longer than the kernel takes is an error. Errors name the file, never its content.
-    pub fn read(path: &Path) -> Result<Md5Key, String> {
-        let mut bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    /// longer than the kernel takes is an error.
+    pub fn read(path: &Path) -> Result<Md5Key, KeyError> {
+        let mut bytes = std::fs::read(path).map_err(|error| KeyError::Unreadable {
+            path: path.to_path_buf(),
+            error,
+        })?;
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             bytes.pop();
         }
         if bytes.is_empty() {
-            return Err(format!("{} holds no key", path.display()));
+            return Err(KeyError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         if bytes.len() > sockopt::MAX_KEY_LEN {
-            return Err(format!(
-                "{}: the key is {} bytes, TCP-MD5 takes at most {}",
-                path.display(),
-                bytes.len(),
-                sockopt::MAX_KEY_LEN
-            ));
+            return Err(KeyError::TooLong {
+                path: path.to_path_buf(),
+                len: bytes.len(),
+            });
         }
         Ok(Md5Key(bytes))
     }
@@ -79,7 +114,7 @@ pub struct Security {
 impl Security {
     /// Reads every group's `password_file` (at start and on reload; `check` does not, so
     /// that it works where the files are absent). The error names the JSON path and file.
-    pub fn load(config: &Config) -> Result<Security, String> {
+    pub fn load(config: &Config) -> Result<Security, SecurityError> {
         let groups = config
             .neighbors
             .iter()
@@ -87,8 +122,7 @@ impl Security {
             .map(|(i, group)| {
                 let md5_key = match &group.password_file {
                     Some(path) => Some(
-                        Md5Key::read(path)
-                            .map_err(|e| format!("neighbors[{i}].password_file: {e}"))?,
+                        Md5Key::read(path).map_err(|error| SecurityError { group: i, error })?,
                     ),
                     None => None,
                 };
@@ -98,7 +132,7 @@ impl Security {
                     ttl_security: group.ttl_security,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, SecurityError>>()?;
         Ok(Security { groups })
     }
 
@@ -279,20 +313,18 @@ pub async fn serve(
 /// sending with 255, and the SYN must have arrived with TTL (hop limit) 255 — which closes
 /// the window between the handshake and these options on a socket that also serves groups
 /// without GTSM. Without GTSM, the kernel's default TTL. The error says why to refuse it.
-pub fn secure_accepted(stream: &TcpStream, ttl_security: bool) -> Result<(), String> {
-    let v6 = stream.local_addr().map_err(|e| e.to_string())?.is_ipv6();
+pub fn secure_accepted(stream: &TcpStream, ttl_security: bool) -> Result<(), AcceptError> {
+    let v6 = stream.local_addr()?.is_ipv6();
     let fd = stream.as_fd();
     if !ttl_security {
-        return sockopt::set_ttl(fd, v6, None).map_err(|e| e.to_string());
+        return Ok(sockopt::set_ttl(fd, v6, None)?);
     }
-    sockopt::set_min_ttl(fd, v6, 255).map_err(|e| e.to_string())?;
-    sockopt::set_ttl(fd, v6, Some(255)).map_err(|e| e.to_string())?;
+    sockopt::set_min_ttl(fd, v6, 255)?;
+    sockopt::set_ttl(fd, v6, Some(255))?;
     match sockopt::saved_syn_ttl(fd) {
         Ok(Some(255)) => Ok(()),
-        Ok(Some(ttl)) => Err(format!(
-            "GTSM: its SYN arrived with TTL {ttl}, not 255 (not directly connected, or not sending with 255)"
-        )),
-        Ok(None) | Err(_) => Err("GTSM: no saved SYN to check its TTL".to_string()),
+        Ok(Some(ttl)) => Err(AcceptError::LowTtl(ttl)),
+        Ok(None) | Err(_) => Err(AcceptError::NoSavedSyn),
     }
 }
 
@@ -327,15 +359,16 @@ mod tests {
     #[test]
     fn a_missing_empty_or_overlong_key_file_is_an_error_naming_the_file() {
         let missing = std::path::Path::new("/nonexistent/cilium-peer/key");
-        let error = Md5Key::read(missing).unwrap_err();
+        let error = Md5Key::read(missing).unwrap_err().to_string();
         assert!(
             error.starts_with("cannot read /nonexistent/cilium-peer/key:"),
             "{error}"
         );
         let empty = temp_file("empty", b"\n");
-        assert!(Md5Key::read(&empty).unwrap_err().contains("holds no key"));
+        let error = Md5Key::read(&empty).unwrap_err().to_string();
+        assert!(error.contains("holds no key"), "{error}");
         let long = temp_file("long", &[b'k'; sockopt::MAX_KEY_LEN + 1]);
-        let error = Md5Key::read(&long).unwrap_err();
+        let error = Md5Key::read(&long).unwrap_err().to_string();
         assert!(error.contains("at most 80"), "{error}");
         std::fs::remove_file(empty).unwrap();
         std::fs::remove_file(long).unwrap();
@@ -360,7 +393,7 @@ mod tests {
                    "password_file": "/nonexistent/cilium-peer/b.key" } ] }"#,
         )
         .unwrap();
-        let error = Security::load(&config).unwrap_err();
+        let error = Security::load(&config).unwrap_err().to_string();
         assert!(
             error.starts_with(
                 "neighbors[1].password_file: cannot read /nonexistent/cilium-peer/b.key"

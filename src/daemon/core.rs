@@ -134,7 +134,19 @@ impl std::fmt::Display for Refused {
 }
 
 /// A session's state as `show` and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum PeerState {
     /// No connection and no routes kept.
     #[default]

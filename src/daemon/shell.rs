@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
-use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,8 +42,8 @@ const EVENTS_QUEUE: usize = 32;
 pub enum DaemonError {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("{0}")]
-    Keys(String),
+    #[error(transparent)]
+    Keys(#[from] listener::SecurityError),
     #[error("netlink: {0}")]
     Netlink(std::io::Error),
     #[error("netlink monitor: {0}")]
@@ -58,6 +57,15 @@ pub enum DaemonError {
     },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+}
+
+/// Why a SIGHUP changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error("the config is invalid: {0}")]
+    Config(crate::config::ConfigErrors),
+    #[error(transparent)]
+    Keys(#[from] listener::SecurityError),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -110,7 +118,7 @@ pub(super) struct Shell {
     accepted_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
     /// One task per `listen` address.
     listeners: Vec<(ListenAddr, tokio::task::JoinHandle<()>)>,
-    control: mpsc::Receiver<(control::Request, oneshot::Sender<Value>)>,
+    control: mpsc::Receiver<(control::Request, oneshot::Sender<control::Answer>)>,
     /// Route and link events from the kernel, and what they are filtered by.
     kernel: mpsc::Receiver<KernelEvent>,
     kernel_filter: watch::Sender<monitor::Filter>,
@@ -322,7 +330,7 @@ impl Shell {
             .neighbor_group_of(address)
             .is_some_and(|g| g.ttl_security);
         if let Err(why) = listener::secure_accepted(&stream, ttl_security) {
-            self.core.refused(now, address, &why);
+            self.core.refused(now, address, &why.to_string());
             return;
         }
         let scope = match remote {
@@ -416,7 +424,7 @@ impl Shell {
         }
         let now = Instant::now();
         let loaded = Config::load(&self.path)
-            .map_err(|errors| format!("the config is invalid: {errors}"))
+            .map_err(ReloadError::Config)
             .and_then(|config| {
                 let transport = listener::Security::load(&config)?;
                 Ok((config, transport))

@@ -3,76 +3,82 @@
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
-
 use super::shell::Shell;
 use crate::control;
 use crate::metrics;
 
 impl Shell {
-    pub(super) fn answer(&self, request: &control::Request) -> Value {
+    pub(super) fn answer(&self, request: &control::Request) -> control::Answer {
         let now = Instant::now();
         match request {
-            control::Request::Peers => Value::Array(
+            control::Request::Peers => control::Answer::Peers(
                 self.core
                     .peers()
                     .into_iter()
                     .map(|p| {
                         let counts = self.core.rib().peer_counts(p.id);
                         let n = p.negotiated.as_ref();
-                        json!({
-                            "name": p.name,
-                            "group": p.group,
-                            "address": p.address.to_string(),
-                            "asn": n.map_or(p.asn, |n| n.peer_as),
-                            "router_id": n.map(|n| n.peer_router_id.to_string()),
-                            "state": p.state().name(),
-                            "uptime_s": now.saturating_duration_since(p.since).as_secs(),
-                            "received": counts.received,
-                            "installed": counts.installed,
-                            "rejected": p.rejected.iter().map(|(k, v)| (k.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                            "updates": p.updates,
-                            "hold_time": n.map(|n| n.hold_time),
-                            "families": n.map(|n| n.families.iter().map(|f| format!("{}/{}", f.afi, f.safi)).collect::<Vec<_>>()),
-                            "extended_next_hop": n.map(|n| n.extended_next_hop),
-                            "graceful_restart": n.map(|n| n.graceful_restart.is_some()),
-                            "stale": p.stale_until.is_some(),
-                        })
+                        control::PeerRow {
+                            name: p.name.clone(),
+                            group: p.group.clone(),
+                            address: p.address,
+                            asn: n.map_or(p.asn, |n| n.peer_as),
+                            router_id: n.map(|n| n.peer_router_id),
+                            state: p.state(),
+                            uptime_s: now.saturating_duration_since(p.since).as_secs(),
+                            received: counts.received,
+                            installed: counts.installed,
+                            rejected: p
+                                .rejected
+                                .iter()
+                                .map(|(why, n)| (why.name().to_string(), *n))
+                                .collect(),
+                            updates: p.updates,
+                            hold_time: n.map(|n| n.hold_time),
+                            families: n.map(|n| {
+                                n.families
+                                    .iter()
+                                    .map(|f| format!("{}/{}", f.afi, f.safi))
+                                    .collect()
+                            }),
+                            extended_next_hop: n.map(|n| n.extended_next_hop),
+                            graceful_restart: n.map(|n| n.graceful_restart.is_some()),
+                            stale: p.stale_until.is_some(),
+                        }
                     })
                     .collect(),
             ),
-            control::Request::Routes => Value::Array(
+            control::Request::Routes => control::Answer::Routes(
                 self.core
                     .kernel_routes()
                     .into_iter()
-                    .map(|(prefix, (hops, adopted))| {
-                        json!({
-                            "prefix": prefix.to_string(),
-                            "nexthops": hops.iter().map(|h| json!({
-                                "gateway": h.gateway.to_string(),
-                                "interface": h.ifindex.and_then(|i| nix::net::if_::if_indextoname(i).ok()).map(|n| n.to_string_lossy().into_owned()),
-                                "ifindex": h.ifindex,
-                            })).collect::<Vec<_>>(),
-                            "adopted": adopted,
-                            "table": self.core.config().kernel.table,
-                        })
+                    .map(|(prefix, (hops, adopted))| control::RouteRow {
+                        prefix,
+                        nexthops: hops
+                            .iter()
+                            .map(|h| control::HopRow {
+                                gateway: h.gateway,
+                                interface: h.ifindex.and_then(interface_name),
+                                ifindex: h.ifindex,
+                            })
+                            .collect(),
+                        adopted,
+                        table: self.core.config().kernel.table,
                     })
                     .collect(),
             ),
             control::Request::Bridges => {
-                let ra_status = self.ra.snapshot();
-                Value::Array(
+                let ra = self.ra.snapshot();
+                control::Answer::Bridges(
                     self.core
                         .config()
                         .bridges
                         .iter()
-                        .map(|(name, b)| {
-                            json!({
-                                "name": name,
-                                "ifindex": self.core.bridges().get(name),
-                                "prefixes": b.prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                                "ra": ra_status.iter().find(|s| s.ifname == *name),
-                            })
+                        .map(|(name, b)| control::BridgeRow {
+                            name: name.clone(),
+                            ifindex: self.core.bridges().get(name).copied(),
+                            prefixes: b.prefixes.clone(),
+                            ra: ra.iter().find(|s| s.ifname == *name).cloned(),
                         })
                         .collect(),
                 )
@@ -119,4 +125,10 @@ impl Shell {
             last_reload_ok: self.core.last_reload_ok(),
         }
     }
+}
+
+/// The name of an interface, for people reading `show routes`.
+fn interface_name(ifindex: u32) -> Option<String> {
+    let name = nix::net::if_::if_indextoname(ifindex).ok()?;
+    Some(name.to_string_lossy().into_owned())
 }

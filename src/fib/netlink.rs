@@ -79,6 +79,8 @@ impl std::fmt::Display for FibError {
     }
 }
 
+impl std::error::Error for FibError {}
+
 /// How routes name their next hops.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {

@@ -63,7 +63,7 @@ pub enum StopMode {
 }
 
 /// Where a bridge's RA stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RaState {
     /// Waiting for the bridge to exist, be up, have carrier and a link-local address.
@@ -73,8 +73,18 @@ pub enum RaState {
     Disabled,
 }
 
+impl std::fmt::Display for RaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RaState::Waiting => "waiting",
+            RaState::Advertising => "advertising",
+            RaState::Disabled => "disabled",
+        })
+    }
+}
+
 /// A bridge's RA status, for `show bridges --json`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BridgeStatus {
     pub ifname: String,
     pub state: RaState,

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use cilium_peer::control::Request;
 use serde_json::Value;
 
 pub const BRIDGE: &str = "vmbr-dev";
@@ -274,7 +275,7 @@ impl Lab {
         wait_for(
             "cilium-peer's control socket",
             Duration::from_secs(10),
-            || cilium_peer::control::query(&socket, "peers").ok(),
+            || cilium_peer::control::query(&socket, Request::Peers).ok(),
         );
     }
 
@@ -283,7 +284,8 @@ impl Lab {
     }
 
     pub fn show(&self, what: &str) -> Value {
-        cilium_peer::control::query(&self.socket(), what).expect("control socket answers")
+        let request = Request::parse(what).expect("peers, routes or bridges");
+        cilium_peer::control::query(&self.socket(), request).expect("control socket answers")
     }
 
     /// `ip -j route show table TABLE proto PROTO` for one family, as JSON.
