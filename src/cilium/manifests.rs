@@ -49,6 +49,8 @@ pub const CONNECT_RETRY_S: u32 = 5;
 pub const ADVERTISE_LABEL: (&str, &str) = ("advertise", "cilium-peer");
 /// Where Cilium looks for `authSecretRef` Secrets unless `bgp-secrets-namespace` says otherwise.
 pub const SECRETS_NAMESPACE: &str = "kube-system";
+/// `bgpInstances` of a `CiliumBGPClusterConfig`: `maxItems: 16` in both API versions.
+pub const MAX_INSTANCES: usize = 16;
 /// The name of the cluster config and of the advertisement.
 pub const OBJECT_NAME: &str = "cilium-peer";
 
@@ -327,6 +329,16 @@ pub fn plan(config: &Config, request: &Request<'_>) -> Result<Manifests, Vec<Con
         });
     }
 
+    if instances.len() > MAX_INSTANCES {
+        errors.push(refusal(
+            "neighbors",
+            format!(
+                "{} BGP instances (one per neighbor group) are more than a \
+                 CiliumBGPClusterConfig holds ({MAX_INSTANCES})",
+                instances.len()
+            ),
+        ));
+    }
     if errors.is_empty() && instances.is_empty() {
         errors.push(refusal(
             "neighbors",
@@ -930,6 +942,50 @@ mod tests {
         ] {
             assert!(yaml.contains(expected), "{expected:?} not in\n{yaml}");
         }
+    }
+
+    #[test]
+    fn a_hold_time_of_zero_gets_ciliums_default_timers_and_says_why() {
+        let config = config_with(
+            r#""[::]:179""#,
+            r#"{ "name": "c", "range": "2001:db8:1::/64", "asn": 65100, "hold_time": 0,
+                 "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 } ] }"#,
+        );
+        let yaml = plan_v2(&config, &kernel(&config, DUAL_STACK))
+            .unwrap()
+            .render();
+        for expected in [
+            "    holdTimeSeconds: 90\n    keepAliveTimeSeconds: 30\n",
+            "# neighbors[0].hold_time is 0: the session runs without a hold timer whatever",
+            "# The host accepts from these nodes only 10.244.0.0/16 up to /24 \
+             (neighbors[0].import).\n",
+        ] {
+            assert!(yaml.contains(expected), "{expected:?} not in\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn more_groups_than_a_cluster_config_holds_are_refused() {
+        let groups: Vec<String> = (0..17)
+            .map(|i| {
+                format!(r#"{{ "name": "g{i}", "range": "2001:db8:1:{i:x}::/64", "asn": 65100 }}"#)
+            })
+            .collect();
+        let config = Config::parse(&format!(
+            r#"{{ "router_id": "192.0.2.1", "asn": 65100,
+                 "bridges": {{ "vmbr-dev": {{ "prefixes": ["2001:db8:1::/48"] }} }},
+                 "neighbors": [ {} ] }}"#,
+            groups.join(", ")
+        ))
+        .unwrap();
+        let addresses = kernel(&config, &[("vmbr-dev", "2001:db8:1::1")]);
+        assert_eq!(
+            plan_v2(&config, &addresses).unwrap_err(),
+            [
+                "neighbors: 17 BGP instances (one per neighbor group) are more than a \
+                 CiliumBGPClusterConfig holds (16)"
+            ]
+        );
     }
 
     #[test]
