@@ -53,8 +53,8 @@ let
       generate = name: _value: stubPackage name;
     };
     runCommand =
-      name: _env: _script:
-      stubPackage name;
+      name: _env: script:
+      stubPackage name // { inherit script; };
     writeShellScript = name: text: stubPackage name // { inherit text; };
     callPackage = _package: _args: stubPackage "cilium-peer-module-default";
     iproute2 = stubPackage "iproute2";
@@ -64,6 +64,19 @@ let
         canExecute = _: true;
       };
     };
+  };
+
+  # networking.interfaces.<name>.ipv4.addresses and .ipv6.addresses
+  interfaceAddresses = mkOption {
+    type = types.listOf (
+      types.submodule {
+        options = {
+          address = mkOption { type = types.str; };
+          prefixLength = mkOption { type = types.int; };
+        };
+      }
+    );
+    default = [ ];
   };
 
   nixosStubs = {
@@ -98,6 +111,17 @@ let
             options.allowedTCPPorts = mkOption {
               type = types.listOf types.port;
               default = [ ];
+            };
+          }
+        );
+        default = { };
+      };
+      networking.interfaces = mkOption {
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              ipv4.addresses = interfaceAddresses;
+              ipv6.addresses = interfaceAddresses;
             };
           }
         );
@@ -164,6 +188,9 @@ let
 
   result = {
     settings = config.services.ciliumPeer.renderedSettings;
+    ciliumManifests = {
+      inherit (config.services.ciliumPeer.ciliumManifests) name script;
+    };
     package = config.services.ciliumPeer.package.name;
     etc = lib.mapAttrs (_: textOrSource) config.environment.etc;
     firewall = config.networking.firewall.interfaces;

@@ -323,6 +323,33 @@ let
 
   bridgeNames = lib.attrNames cfg.settings.bridges;
 
+  # The Cilium side (docs/cilium.md), built by running `cilium-peer cilium-manifests`: from
+  # the settings as given (a password_file keeps the path the key is made from, not the
+  # service's credential) and the bridges' addresses in networking.interfaces.
+  manifestsSettings = settingsFormat.generate "cilium-peer-manifests-config.json" (
+    withoutNulls cfg.settings
+  );
+
+  noAddresses = {
+    ipv4.addresses = [ ];
+    ipv6.addresses = [ ];
+  };
+
+  bridgeAddresses = lib.concatMap (
+    bridge:
+    let
+      interface = config.networking.interfaces.${bridge} or noAddresses;
+    in
+    map (entry: entry.address) (interface.ipv4.addresses ++ interface.ipv6.addresses)
+  ) bridgeNames;
+
+  addressFlags = map (address: "--address ${lib.escapeShellArg address}") bridgeAddresses;
+
+  ciliumManifests = pkgs.runCommand "cilium-manifests.yaml" { preferLocalBuild = true; } ''
+    ${cfg.package}/bin/cilium-peer cilium-manifests --config ${manifestsSettings} \
+      --api ${cfg.ciliumManifestsApi} ${toString addressFlags} > $out
+  '';
+
   # "[::]:179" -> 179, "0.0.0.0:1179" -> 1179, "[fe80::1%vmbr-dev]:179" -> 179
   portOf = address: lib.toInt (lib.last (lib.splitString ":" address));
 
@@ -454,6 +481,33 @@ in
       };
     };
 
+    ciliumManifests = mkOption {
+      type = types.package;
+      readOnly = true;
+      defaultText = literalMD "the output of `cilium-peer cilium-manifests`";
+      description = ''
+        The Cilium BGP control plane's manifests (YAML) that peer the nodes on the configured
+        bridges with this host, built by `cilium-peer cilium-manifests` from `settings` and
+        the bridges' addresses in {option}`networking.interfaces` (see the project's
+        docs/cilium.md). Built only when something refers to it, e.g.
+        `nix build .#nixosConfigurations.HOST.config.services.ciliumPeer.ciliumManifests`,
+        to hand to the cluster's GitOps; the build fails, saying why, when the manifests
+        could not work (a bridge without an address of its neighbor range's family, ...).
+      '';
+    };
+
+    ciliumManifestsApi = mkOption {
+      type = types.enum [
+        "v2"
+        "v2alpha1"
+      ];
+      default = "v2";
+      description = ''
+        The API version of {option}`services.ciliumPeer.ciliumManifests`: `v2` for Cilium 1.18
+        and later, `v2alpha1` for Cilium 1.16 and 1.17.
+      '';
+    };
+
     renderedSettings = mkOption {
       type = types.attrsOf types.unspecified;
       internal = true;
@@ -463,7 +517,11 @@ in
   };
 
   config = lib.mkMerge [
-    { services.ciliumPeer.renderedSettings = renderedSettings; }
+    {
+      services.ciliumPeer = {
+        inherit renderedSettings ciliumManifests;
+      };
+    }
 
     (mkIf cfg.enable {
       assertions = [

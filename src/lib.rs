@@ -4,9 +4,11 @@
 //! The flow: `bgp::listener` accepts, `bgp::peer` drives a `bgp::session` per connection
 //! and applies `policy`, `daemon` merges routes into the `rib`, whose changes `fib` writes
 //! into the kernel. `config` is the validated config file; `control` serves `show`;
-//! `metrics` serves Prometheus; `ra` sends router advertisements on the bridges.
+//! `metrics` serves Prometheus; `ra` sends router advertisements on the bridges; `cilium`
+//! writes the Cilium side of the sessions (`cilium-peer cilium-manifests`).
 
 pub mod bgp;
+pub mod cilium;
 pub mod config;
 pub mod control;
 pub mod daemon;

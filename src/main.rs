@@ -1,10 +1,12 @@
 //! The command line: parses arguments and hands over to the library.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use cilium_peer::cilium::manifests::Api;
 use cilium_peer::config::{self, Config};
 use cilium_peer::control::Request;
 
@@ -40,6 +42,27 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Print the Cilium BGP control plane's manifests (YAML) that peer the nodes on the
+    /// configured bridges with this host; refuse, saying why, what could not work.
+    CiliumManifests {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// cilium.io API version: v2 (Cilium 1.18 and later) or v2alpha1 (1.16, 1.17).
+        #[arg(long, value_enum, default_value = "v2")]
+        api: ApiVersion,
+        /// Only the neighbor groups on this bridge.
+        #[arg(long)]
+        bridge: Option<String>,
+        /// The host's address on a bridge (repeatable); without it, read from the kernel.
+        #[arg(long = "address", value_name = "IP")]
+        addresses: Vec<IpAddr>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ApiVersion {
+    V2,
+    V2alpha1,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,6 +99,18 @@ fn main() -> ExitCode {
                 Show::Bridges => Request::Bridges,
             };
             cilium_peer::control::show(&socket, request, json)
+        }
+        Command::CiliumManifests {
+            config,
+            api,
+            bridge,
+            addresses,
+        } => {
+            let api = match api {
+                ApiVersion::V2 => Api::V2,
+                ApiVersion::V2alpha1 => Api::V2alpha1,
+            };
+            cilium_peer::cilium::command(&config, api, bridge.as_deref(), &addresses)
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Checks the Nix side of the project with what a machine without NixOS can run: every `.nix`
 //! file parses (`nix-instantiate --parse`), flake.lock pins nixpkgs on the branch flake.nix
 //! names, and, given nixpkgs' lib, `services.ciliumPeer` evaluates (nix/eval-module.nix, stub
-//! NixOS options) to the expected config.json and unit, while mistyped options fail.
+//! NixOS options) to the expected config.json and unit, and to the `cilium-manifests` command
+//! line that builds the Cilium side, while mistyped options fail.
 //!
 //! Tests needing `nix-instantiate` skip when it is missing; the module tests also need the path
 //! of a nixpkgs' lib checkout in `CILIUM_PEER_NIXPKGS_LIB` and skip without it.
@@ -647,4 +648,93 @@ fn the_flake_has_the_outputs_interface_md_names_for_both_systems() {
         }
         assert_eq!(flake["formatter"][system], "nixfmt-tree");
     }
+}
+
+#[test]
+fn the_module_builds_the_cilium_manifests_from_the_bridge_addresses_in_networking_interfaces() {
+    if !have_nix_instantiate() {
+        return;
+    }
+    let Some(lib) = nixpkgs_lib() else { return };
+    let result = evaluate_ok(
+        &lib,
+        r#"{ networking.interfaces."vmbr-dev" = {
+               ipv4.addresses = [ { address = "192.0.2.1"; prefixLength = 24; } ];
+               ipv6.addresses = [ { address = "2001:db8:1::1"; prefixLength = 64; } ];
+             };
+             networking.interfaces.eth0.ipv6.addresses = [ { address = "2001:db8:ff::1"; prefixLength = 64; } ];
+             services.ciliumPeer.ciliumManifestsApi = "v2alpha1"; }"#,
+    );
+    let manifests = &result["ciliumManifests"];
+    assert_eq!(manifests["name"], "cilium-manifests.yaml");
+    let script = manifests["script"].as_str().expect("the build script");
+    let words: Vec<&str> = script
+        .split_whitespace()
+        .filter(|word| *word != "\\")
+        .collect();
+    let redirect = words
+        .iter()
+        .position(|word| *word == ">")
+        .expect("stdout goes to $out");
+    assert_eq!(words[redirect + 1..], ["$out"], "{script}");
+    assert_eq!(
+        words[..4],
+        [
+            "/nix/store/00000000000000000000000000000000-cilium-peer-flake-package/bin/cilium-peer",
+            "cilium-manifests",
+            "--config",
+            "/nix/store/00000000000000000000000000000000-cilium-peer-manifests-config.json",
+        ],
+        "{script}"
+    );
+    // Only the configured bridge's addresses, IPv4 then IPv6 (eth0 is no bridge of ours).
+    let arguments = &words[4..redirect];
+    assert_eq!(
+        arguments,
+        [
+            "--api",
+            "v2alpha1",
+            "--address",
+            "192.0.2.1",
+            "--address",
+            "2001:db8:1::1"
+        ]
+    );
+
+    // The same command line, run with this build on the settings the module renders (the
+    // example host has no password_file, so they are the manifests' settings too).
+    let directory =
+        std::env::temp_dir().join(format!("cilium-peer-nix-manifests-{}", std::process::id()));
+    fs::create_dir_all(&directory).expect("a temporary directory");
+    let config = directory.join("config.json");
+    fs::write(&config, result["settings"].to_string()).expect("the config is written");
+    let output = Command::new(env!("CARGO_BIN_EXE_cilium-peer"))
+        .args(["cilium-manifests", "--config"])
+        .arg(&config)
+        .args(arguments)
+        .output()
+        .expect("cilium-peer runs");
+    fs::remove_dir_all(&directory).expect("the temporary directory is removed");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let yaml = String::from_utf8_lossy(&output.stdout);
+    assert!(yaml.contains("apiVersion: cilium.io/v2alpha1\n"), "{yaml}");
+    assert!(
+        yaml.contains("          peerAddress: \"2001:db8:1::1\"\n"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn the_cilium_manifests_get_no_address_of_a_bridge_missing_from_networking_interfaces() {
+    if !have_nix_instantiate() {
+        return;
+    }
+    let Some(lib) = nixpkgs_lib() else { return };
+    let result = evaluate_ok(&lib, "");
+    let script = result["ciliumManifests"]["script"]
+        .as_str()
+        .expect("the build script");
+    // The build then fails with the command's refusal, which names the bridge.
+    assert!(script.contains("--api v2 "), "{script}");
+    assert!(!script.contains("--address"), "{script}");
 }
