@@ -125,6 +125,17 @@ impl Sampler {
         }
     }
 
+    /// Waits until `more` samples beyond those taken so far are in (however slowly `ip`
+    /// answers on a loaded machine).
+    fn wait_more(&self, more: usize) {
+        let goal = self.samples.lock().unwrap().len() + more;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.samples.lock().unwrap().len() < goal {
+            assert!(std::time::Instant::now() < deadline, "the sampler is stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn stop(mut self) -> Vec<Table> {
         self.running.store(false, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
@@ -330,7 +341,7 @@ fn routes_a_previous_version_left_under_protocol_196_are_adopted_and_moved_to_th
 
     // The new version, with the new default number.
     let sampler = Sampler::start(&lab);
-    std::thread::sleep(Duration::from_millis(200));
+    sampler.wait_more(12);
     lab.start_cilium_peer(&config(&lab, ""));
     // Moved at once, before any node is back: adopted, under the new number.
     let now = table_of(&lab.host, TABLE).unwrap();
@@ -355,7 +366,7 @@ fn routes_a_previous_version_left_under_protocol_196_are_adopted_and_moved_to_th
             .all(|r| r["adopted"] == false)
             .then_some(())
     });
-    std::thread::sleep(Duration::from_millis(200));
+    sampler.wait_more(12);
     let samples = sampler.stop();
 
     assert_never_missing(&samples, &learned(), &[OLD_DEFAULT, PROTO]);
@@ -423,10 +434,10 @@ fn a_reload_changing_kernel_protocol_moves_our_routes_to_the_new_number_in_place
     let sessions = lab.show("peers");
 
     let sampler = Sampler::start(&lab);
-    std::thread::sleep(Duration::from_millis(200));
+    sampler.wait_more(12);
     lab.reload_cilium_peer(&config(&lab, &format!(r#", "protocol": {new}"#)));
     wait_settled(&lab, new, &learned());
-    std::thread::sleep(Duration::from_millis(200));
+    sampler.wait_more(12);
     let samples = sampler.stop();
 
     assert_never_missing(&samples, &learned(), &[PROTO, new]);
