@@ -120,6 +120,35 @@ pub struct NeighborGroup {
     pub hold_time: u16,
     /// Advertise graceful restart and keep a dropped peer's routes for its restart time.
     pub graceful_restart: bool,
+    /// Watch each node on its bridge and take its routes out while it does not answer.
+    pub liveness: Liveness,
+}
+
+/// `neighbors[].liveness`: the host probes each node of the group on its bridge (ARP or
+/// Neighbor Solicitation) every `interval_ms`; `multiplier` probes in a row unanswered, or
+/// its bridge port gone, and its routes leave the table until it answers again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Liveness {
+    pub enable: bool,
+    pub interval_ms: u32,
+    pub multiplier: u8,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            enable: true,
+            interval_ms: 400,
+            multiplier: 3,
+        }
+    }
+}
+
+impl Liveness {
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.interval_ms))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +320,8 @@ struct RawNeighbor {
     hold_time: u16,
     #[serde(default = "yes")]
     graceful_restart: bool,
+    #[serde(default)]
+    liveness: Liveness,
 }
 
 #[derive(Deserialize)]
@@ -547,6 +578,21 @@ impl Validator {
                     format!("{} is more than a day (86400)", n.max_prefixes_hold_s),
                 );
             }
+            if !(50..=60_000).contains(&n.liveness.interval_ms) {
+                self.error(
+                    format!("{path}.liveness.interval_ms"),
+                    format!(
+                        "{} is outside 50..=60000 (ms between probes)",
+                        n.liveness.interval_ms
+                    ),
+                );
+            }
+            if n.liveness.multiplier == 0 {
+                self.error(
+                    format!("{path}.liveness.multiplier"),
+                    "0 would call every node dead; at least 1 unanswered probe",
+                );
+            }
             if n.max_prefixes == Some(0) {
                 self.error(
                     format!("{path}.max_prefixes"),
@@ -595,6 +641,7 @@ impl Validator {
                     import,
                     hold_time: n.hold_time,
                     graceful_restart: n.graceful_restart,
+                    liveness: n.liveness,
                 });
             }
         }

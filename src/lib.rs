@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fib;
+pub mod liveness;
 pub mod metrics;
 pub mod neighbor;
 pub mod policy;

@@ -419,3 +419,161 @@ fn stopping_closes_every_session_keeping_routes_and_removes_them_only_when_asked
     assert_eq!(h.core.stop(true, &mut h.table), 0, "already closing");
     assert!(h.table.routes.is_empty());
 }
+
+fn with_liveness() -> serde_json::Value {
+    let mut config = config();
+    config["neighbors"][0]["liveness"] =
+        serde_json::json!({ "enable": true, "interval_ms": 400, "multiplier": 3 });
+    config
+}
+
+/// Answers every probe due now for the nodes in `answering`, through bridge port 100 + n.
+fn answer_probes(h: &mut Harness, answering: &[&str]) -> usize {
+    let probes: Vec<std::net::IpAddr> = h
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Probe { address, ifindex } => {
+                assert_eq!(ifindex, BRIDGE_INDEX, "probes go out on the node's bridge");
+                Some(address)
+            }
+            _ => None,
+        })
+        .collect();
+    for address in &probes {
+        if answering.iter().any(|a| ip(a) == *address) {
+            let port = Some(100 + u32::from(address.to_string().ends_with("12")));
+            h.handle(Event::ProbeAnswered {
+                address: *address,
+                port,
+            });
+        }
+    }
+    probes.len()
+}
+
+/// Moves the clock in probe intervals, answering for `answering`.
+fn run_probes(h: &mut Harness, intervals: u32, answering: &[&str]) {
+    for _ in 0..intervals {
+        answer_probes(h, answering);
+        h.advance(Duration::from_millis(400));
+    }
+    answer_probes(h, answering);
+}
+
+fn liveness_of(h: &Harness, address: &str) -> Option<cilium_peer::daemon::core::Liveness> {
+    h.core
+        .peers()
+        .into_iter()
+        .find(|p| p.address == ip(address))
+        .and_then(|p| p.watch.as_ref().map(|w| w.state))
+}
+
+#[test]
+fn a_node_that_stops_answering_loses_its_ecmp_leg_and_pod_route_after_multiplier_probes() {
+    use cilium_peer::daemon::core::Liveness;
+    let mut h = Harness::new(with_liveness());
+    let one = h.connect(NODE1, 1, Some(120));
+    let two = h.connect(NODE2, 2, Some(120));
+    h.announce(one, NODE1, &[POD1, LB]);
+    h.announce(two, NODE2, &[LB]);
+    run_probes(&mut h, 5, &[NODE1, NODE2]);
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Reachable));
+    // Node 1 hangs: two probes missed is not enough (the first interval sends the first
+    // probe it leaves unanswered)...
+    run_probes(&mut h, 3, &[NODE2]);
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Probing));
+    assert_eq!(h.table.gateways(LB).len(), 2);
+    // ...the third is.
+    run_probes(&mut h, 1, &[NODE2]);
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Unreachable));
+    assert_eq!(h.table.gateways(LB), vec![ip(NODE2)]);
+    assert!(!h.table.routes.contains_key(&net(POD1)));
+    assert_eq!(
+        state_of(&h, NODE1),
+        Some(PeerState::Established),
+        "BGP has not noticed"
+    );
+    // It answers again: its routes come back from the RIB.
+    run_probes(&mut h, 1, &[NODE1, NODE2]);
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Reachable));
+    assert_eq!(h.table.gateways(LB).len(), 2);
+    assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
+}
+
+#[test]
+fn a_node_whose_bridge_port_goes_leaves_at_once_and_one_whose_agent_restarts_keeps_everything() {
+    use cilium_peer::daemon::core::Liveness;
+    let mut h = Harness::new(with_liveness());
+    let one = h.connect(NODE1, 1, Some(120));
+    let two = h.connect(NODE2, 2, Some(120));
+    h.announce(one, NODE1, &[POD1, LB]);
+    h.announce(two, NODE2, &[LB]);
+    run_probes(&mut h, 1, &[NODE1, NODE2]);
+    // Node 2's agent restarts: the session drops, the node still answers.
+    h.down(two, true);
+    let before = h.table.routes.clone();
+    let writes = h.table.writes;
+    run_probes(&mut h, 10, &[NODE1, NODE2]);
+    assert_eq!(h.table.routes, before);
+    assert_eq!(h.table.writes, writes, "not one route change");
+    assert_eq!(liveness_of(&h, NODE2), Some(Liveness::Reachable));
+    // Node 1's VM stops: its port (100, learned from its answers) is deleted.
+    h.handle(Event::PortDown { ifindex: 100 });
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Unreachable));
+    assert!(!h.table.routes.contains_key(&net(POD1)));
+    assert_eq!(h.table.gateways(LB), vec![ip(NODE2)]);
+    // Another port going changes nothing.
+    h.handle(Event::PortDown { ifindex: 555 });
+    assert_eq!(liveness_of(&h, NODE2), Some(Liveness::Reachable));
+}
+
+#[test]
+fn an_unreachable_node_in_graceful_restart_keeps_no_routes_and_returns_with_its_new_session() {
+    use cilium_peer::daemon::core::Liveness;
+    let mut h = Harness::new(with_liveness());
+    let conn = h.connect(NODE1, 1, Some(120));
+    h.announce(conn, NODE1, &[POD1]);
+    run_probes(&mut h, 1, &[NODE1]);
+    h.down(conn, true);
+    run_probes(&mut h, 4, &[]);
+    assert_eq!(state_of(&h, NODE1), Some(PeerState::Stale));
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Unreachable));
+    assert!(
+        h.table.routes.is_empty(),
+        "GR keeps nothing of a node that is gone"
+    );
+    let conn = h.connect(NODE1, 1, Some(120));
+    assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Reachable));
+    h.announce(conn, NODE1, &[POD1]);
+    assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
+}
+
+#[test]
+fn one_probe_per_node_per_interval_and_none_with_liveness_off() {
+    let mut h = Harness::new(with_liveness());
+    h.connect(NODE1, 1, None);
+    h.connect(NODE2, 2, None);
+    let mut probes = 0;
+    for _ in 0..10 {
+        probes += answer_probes(&mut h, &[NODE1, NODE2]);
+        h.advance(Duration::from_millis(400));
+    }
+    assert_eq!(probes, 2 * 10);
+    let mut off = Harness::new(config());
+    off.connect(NODE1, 1, None);
+    off.advance(Duration::from_secs(10));
+    assert_eq!(answer_probes(&mut off, &[NODE1]), 0);
+}
+
+#[test]
+fn a_reload_turning_liveness_off_brings_back_the_routes_of_an_unreachable_node() {
+    let mut h = Harness::new(with_liveness());
+    let conn = h.connect(NODE1, 1, None);
+    h.announce(conn, NODE1, &[POD1]);
+    run_probes(&mut h, 4, &[]);
+    assert!(h.table.routes.is_empty());
+    h.reload(config());
+    assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
+    assert_eq!(liveness_of(&h, NODE1), None);
+}

@@ -9,7 +9,7 @@
 //! state in [`Core`] or [`Peer`], and answer with table writes or actions; if it needs a
 //! timer, fold its deadline into [`Core::poll_timeout`] and act in the `Timeout` arm.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,16 @@ pub enum Event {
     LinkChanged {
         ifindex: u32,
     },
+    /// A node answered a liveness probe; `port` is the bridge port its answer came through,
+    /// when the bridge's forwarding database says.
+    ProbeAnswered {
+        address: IpAddr,
+        port: Option<u32>,
+    },
+    /// A bridge port was deleted or lost its carrier: the nodes behind it are gone.
+    PortDown {
+        ifindex: u32,
+    },
     /// The shell sent everything written so far; what the kernel refused.
     Flushed {
         failures: Vec<FibError>,
@@ -98,6 +108,9 @@ pub enum Action {
     },
     /// Read the kernel table and answer with [`Event::Dumped`]: a resynchronisation.
     DumpTable,
+    /// Send one liveness probe (ARP request or Neighbor Solicitation) to the node at
+    /// `address` on interface `ifindex`; an answer comes back as [`Event::ProbeAnswered`].
+    Probe { address: IpAddr, ifindex: u32 },
 }
 
 /// A connection offered by the listener.
@@ -182,6 +195,78 @@ impl std::fmt::Display for PeerState {
     }
 }
 
+/// Whether the host reaches a node on its bridge, by its own probes (`neighbors[].liveness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// It answered the last probe.
+    Reachable,
+    /// It missed a probe or more, fewer than the multiplier.
+    Probing,
+    /// It missed `multiplier` probes in a row, or its bridge port went: its routes are out.
+    Unreachable,
+}
+
+impl Liveness {
+    pub const ALL: [Liveness; 3] = [
+        Liveness::Reachable,
+        Liveness::Probing,
+        Liveness::Unreachable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Reachable => "reachable",
+            Liveness::Probing => "probing",
+            Liveness::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One node's liveness probing.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub state: Liveness,
+    /// The interface probes go out on (its bridge).
+    ifindex: u32,
+    interval: Duration,
+    multiplier: u8,
+    next_probe: Instant,
+    /// An answer came since the last probe.
+    answered: bool,
+    missed: u8,
+    /// The bridge port it answered through last.
+    pub port: Option<u32>,
+    /// Changes of `state`.
+    pub transitions: u64,
+}
+
+impl Watch {
+    fn new(now: Instant, ifindex: u32, settings: &crate::config::Liveness) -> Watch {
+        Watch {
+            state: Liveness::Reachable,
+            ifindex,
+            interval: settings.interval(),
+            multiplier: settings.multiplier,
+            // The first probe at once: it finds the node's bridge port.
+            next_probe: now,
+            answered: true,
+            missed: 0,
+            port: None,
+            transitions: 0,
+        }
+    }
+
+    fn set(&mut self, state: Liveness) -> bool {
+        if self.state == state {
+            return false;
+        }
+        self.state = state;
+        self.transitions += 1;
+        true
+    }
+}
+
 /// A neighbor, by address: it outlives its connections while its routes are kept.
 #[derive(Debug)]
 pub struct Peer {
@@ -207,6 +292,8 @@ pub struct Peer {
     pub updates: u64,
     /// Prefixes announced in its UPDATEs, accepted or not.
     pub announced: u64,
+    /// Liveness probing, when its group has it and it sits on a bridge.
+    pub watch: Option<Watch>,
 }
 
 impl Peer {
@@ -266,6 +353,8 @@ pub struct Core {
     held_down: HashMap<IpAddr, Instant>,
     /// The configured bridges' interface indexes.
     bridges: BTreeMap<String, u32>,
+    /// Gateways of the nodes liveness found unreachable: the kernel rule leaves them out.
+    unreachable: HashSet<IpAddr>,
     resync: Resync,
     /// When to try a resynchronisation the kernel refused again, and the last wait.
     resync_retry: Option<Instant>,
@@ -319,6 +408,7 @@ impl Core {
             admission: Admitter::new(config.limits),
             held_down: HashMap::new(),
             bridges: BTreeMap::new(),
+            unreachable: HashSet::new(),
             resync: Resync::Idle,
             resync_retry: None,
             resync_backoff: Duration::ZERO,
@@ -378,6 +468,11 @@ impl Core {
         self.peers
             .values()
             .filter_map(|p| p.stale_until)
+            .chain(
+                self.peers
+                    .values()
+                    .filter_map(|p| Some(p.watch.as_ref()?.next_probe)),
+            )
             .chain(self.adopt_deadline)
             .chain(self.resync_retry)
             .min()
@@ -385,25 +480,35 @@ impl Core {
 
     // ---- the kernel table ---------------------------------------------------------------
 
-    /// What the kernel table must hold for `prefix`: the RIB's next hops and those adopted
-    /// from a previous run. Empty means no route.
+    fn rule(&self) -> KernelRule<'_> {
+        KernelRule {
+            adopted: &self.adopted,
+            unreachable: &self.unreachable,
+        }
+    }
+
+    /// What the kernel table must hold for `prefix` (see [`KernelRule`]). Empty means no
+    /// route.
     pub fn kernel_route(&self, prefix: &IpNet) -> NextHops {
-        self.adopted.desired(prefix, &self.rib.next_hops(prefix))
+        self.rule().route(prefix, &self.rib.next_hops(prefix))
     }
 
     /// Every route the kernel table must hold, with whether it holds adopted next hops.
     pub fn kernel_routes(&self) -> BTreeMap<IpNet, (NextHops, bool)> {
+        let rule = self.rule();
+        let none = NextHops::from(Vec::new());
         let mut routes: BTreeMap<IpNet, (NextHops, bool)> = self
             .rib
             .installed()
-            .map(|(prefix, hops)| (prefix, (self.adopted.desired(&prefix, hops), false)))
+            .map(|(prefix, hops)| (prefix, (rule.route(&prefix, hops), false)))
             .collect();
-        for (prefix, hops) in self.adopted.iter() {
+        for (prefix, _) in self.adopted.iter() {
             let route = routes
                 .entry(*prefix)
-                .or_insert_with(|| (hops.iter().copied().collect(), true));
+                .or_insert_with(|| (rule.route(prefix, &none), true));
             route.1 = true;
         }
+        routes.retain(|_, (hops, _)| !hops.is_empty());
         routes
     }
 
@@ -439,7 +544,7 @@ impl Core {
             .map(|p| (p.address, p.since));
         match self.admission.admit(now, address, half_open) {
             Admission::Admit => {}
-            Admission::AdmitEvicting(stalled) => self.evict(now, stalled),
+            Admission::AdmitEvicting(stalled) => self.evict(now, stalled, table),
             Admission::Refuse(why) => {
                 return Err(self.refuse(now, address, Refused::Admission(why)));
             }
@@ -496,10 +601,28 @@ impl Core {
             rejected: BTreeMap::new(),
             updates: 0,
             announced: 0,
+            watch: None,
         });
         peer.conn = Some(conn);
         peer.since = now;
         peer.end_of_rib.clear();
+        // A connection proves the node is there: probing starts afresh.
+        let was_unreachable = peer
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.state == Liveness::Unreachable);
+        let transitions = peer.watch.as_ref().map_or(0, |w| w.transitions);
+        // Probes are Neighbor Solicitations: IPv4 nodes are not watched (yet).
+        peer.watch = match (group.liveness.enable, link.ifindex) {
+            (true, Some(ifindex)) if address.is_ipv6() => Some(Watch {
+                transitions: transitions + u64::from(was_unreachable),
+                ..Watch::new(now, ifindex, &group.liveness)
+            }),
+            _ => None,
+        };
+        if was_unreachable {
+            self.refresh_unreachable(table);
+        }
         self.conns.insert(conn, address);
         tracing::info!(peer = %name, %address, "connection accepted");
         Ok(PeerSetup {
@@ -572,6 +695,8 @@ impl Core {
                     self.want_resync();
                 }
             }
+            Event::ProbeAnswered { address, port } => self.on_answer(address, port, table),
+            Event::PortDown { ifindex } => self.on_port_down(ifindex, table),
             Event::Flushed { failures } => self.on_flushed(now, failures),
             Event::Dumped(dumped) => self.on_dumped(dumped, table),
             Event::ReloadRefused => {
@@ -666,6 +791,18 @@ impl Core {
         for address in addresses {
             self.enforce_max_prefixes(now, address);
         }
+        // Liveness settings apply to the nodes being watched; turned off, they are not.
+        for peer in self.peers.values_mut() {
+            let group = self.config.neighbors.iter().find(|g| g.name == peer.group);
+            match (group.map(|g| g.liveness), &mut peer.watch) {
+                (Some(settings), Some(watch)) if settings.enable => {
+                    watch.interval = settings.interval();
+                    watch.multiplier = settings.multiplier;
+                }
+                _ => peer.watch = None,
+            }
+        }
+        self.refresh_unreachable(table);
         if plan.multipath {
             let changes = self.rib.set_multipath(self.config.kernel.multipath);
             self.write_changes(changes, table);
@@ -760,9 +897,13 @@ impl Core {
             *peer.rejected.entry(*why).or_default() += 1;
         }
         let id = peer.id;
+        let rule = KernelRule {
+            adopted: &self.adopted,
+            unreachable: &self.unreachable,
+        };
         for prefix in batch.withdraw {
             if let Some(change) = self.rib.withdraw(id, prefix) {
-                write_change(table, &self.adopted, change);
+                rule.write(table, change);
             }
         }
         let mut last_gateway = None;
@@ -773,7 +914,7 @@ impl Core {
                 peer.gateways.insert(path.next_hop.gateway);
             }
             if let Some(change) = self.rib.announce(id, prefix, path) {
-                write_change(table, &self.adopted, change);
+                rule.write(table, change);
             }
         }
         self.enforce_max_prefixes(now, address);
@@ -861,7 +1002,7 @@ impl Core {
                 peer.stale_until = None;
                 peer.stale_families.clear();
                 self.remove_peer_routes(id, table);
-                self.forget_if_idle(address);
+                self.forget_if_idle(address, table);
             }
         }
     }
@@ -890,10 +1031,13 @@ impl Core {
             peer.stale_until = None;
         }
         let mut removed = 0;
-        let adopted = &self.adopted;
+        let rule = KernelRule {
+            adopted: &self.adopted,
+            unreachable: &self.unreachable,
+        };
         self.rib.sweep_stale(id, Some(afi), |change| {
             removed += 1;
-            write_change(table, adopted, change);
+            rule.write(table, change);
         });
         if removed > 0 {
             tracing::info!(peer = %peer.name, afi = ?afi, removed, "stale routes removed");
@@ -902,23 +1046,28 @@ impl Core {
 
     /// A session is gone without graceful restart: its routes leave the RIB and the table.
     fn remove_peer_routes(&mut self, id: PeerId, table: &mut impl RouteTable) {
-        let adopted = &self.adopted;
-        self.rib
-            .remove_peer(id, |change| write_change(table, adopted, change));
+        let rule = KernelRule {
+            adopted: &self.adopted,
+            unreachable: &self.unreachable,
+        };
+        self.rib.remove_peer(id, |change| rule.write(table, change));
     }
 
-    fn forget_if_idle(&mut self, address: IpAddr) {
+    /// A peer without a connection or kept routes is forgotten (with its liveness watch).
+    fn forget_if_idle(&mut self, address: IpAddr, table: &mut impl RouteTable) {
         if self
             .peers
             .get(&address)
             .is_some_and(|p| p.conn.is_none() && p.stale_until.is_none())
+            && let Some(peer) = self.peers.remove(&address)
+            && peer.watch.is_some_and(|w| w.state == Liveness::Unreachable)
         {
-            self.peers.remove(&address);
+            self.refresh_unreachable(table);
         }
     }
 
     /// Closes a session that has not finished OPEN, to give its slot to a new connection.
-    fn evict(&mut self, now: Instant, address: IpAddr) {
+    fn evict(&mut self, now: Instant, address: IpAddr, table: &mut impl RouteTable) {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -938,7 +1087,7 @@ impl Core {
             address,
             "closed a session that had not finished OPEN to make room (limits.max_half_open)",
         );
-        self.forget_if_idle(address);
+        self.forget_if_idle(address, table);
     }
 
     fn refuse(&mut self, now: Instant, address: IpAddr, why: Refused) -> Refused {
@@ -989,6 +1138,7 @@ impl Core {
     // ---- time --------------------------------------------------------------------------
 
     fn on_timeout(&mut self, now: Instant, table: &mut impl RouteTable) {
+        self.probe(now, table);
         let expired: Vec<(IpAddr, PeerId)> = self
             .peers
             .values()
@@ -1004,7 +1154,7 @@ impl Core {
                 peer.stale_until = None;
                 peer.stale_families.clear();
             }
-            self.forget_if_idle(address);
+            self.forget_if_idle(address, table);
         }
         if self.resync_retry.is_some_and(|t| t <= now) {
             self.resync_retry = None;
@@ -1020,6 +1170,127 @@ impl Core {
                 );
             }
             self.refresh(leftover, table);
+        }
+    }
+
+    // ---- liveness ----------------------------------------------------------------------
+
+    /// Every node whose probe is due: a probe not answered since the last one counts as
+    /// missed; `multiplier` in a row make it unreachable. Then the next probe.
+    fn probe(&mut self, now: Instant, table: &mut impl RouteTable) {
+        let mut changed = false;
+        for peer in self.peers.values_mut() {
+            let Some(watch) = &mut peer.watch else {
+                continue;
+            };
+            if watch.next_probe > now {
+                continue;
+            }
+            if std::mem::replace(&mut watch.answered, false) {
+                watch.missed = 0;
+            } else {
+                watch.missed = watch.missed.saturating_add(1);
+                let state = if watch.missed >= watch.multiplier {
+                    Liveness::Unreachable
+                } else {
+                    Liveness::Probing
+                };
+                if watch.set(state) && state == Liveness::Unreachable {
+                    tracing::warn!(
+                        peer = %peer.name, address = %peer.address, missed = watch.missed,
+                        "the node does not answer on its bridge: its routes leave the table"
+                    );
+                    changed = true;
+                }
+            }
+            self.actions.push_back(Action::Probe {
+                address: peer.address,
+                ifindex: watch.ifindex,
+            });
+            watch.next_probe = now + watch.interval;
+        }
+        if changed {
+            self.refresh_unreachable(table);
+        }
+    }
+
+    fn on_answer(&mut self, address: IpAddr, port: Option<u32>, table: &mut impl RouteTable) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(watch) = &mut peer.watch else {
+            return;
+        };
+        watch.answered = true;
+        watch.missed = 0;
+        if port.is_some() {
+            watch.port = port;
+        }
+        let was = watch.state;
+        if watch.set(Liveness::Reachable) && was == Liveness::Unreachable {
+            tracing::info!(peer = %peer.name, %address, "the node answers again: its routes return");
+            self.refresh_unreachable(table);
+        }
+    }
+
+    fn on_port_down(&mut self, ifindex: u32, table: &mut impl RouteTable) {
+        let mut changed = false;
+        for peer in self.peers.values_mut() {
+            if let Some(watch) = &mut peer.watch
+                && watch.port == Some(ifindex)
+            {
+                watch.missed = watch.multiplier;
+                watch.answered = false;
+                if watch.set(Liveness::Unreachable) {
+                    tracing::warn!(
+                        peer = %peer.name, address = %peer.address, port = ifindex,
+                        "the node's bridge port is gone: its routes leave the table"
+                    );
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.refresh_unreachable(table);
+        }
+    }
+
+    /// Works out the unreachable gateways again and rewrites every route that has one of
+    /// those that changed.
+    fn refresh_unreachable(&mut self, table: &mut impl RouteTable) {
+        let now: HashSet<IpAddr> = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.watch
+                    .as_ref()
+                    .is_some_and(|w| w.state == Liveness::Unreachable)
+            })
+            .flat_map(|p| p.gateways.iter().copied().chain([p.address]))
+            .collect();
+        let changed: HashSet<IpAddr> = now
+            .symmetric_difference(&self.unreachable)
+            .copied()
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.unreachable = now;
+        let touched = |hops: &[NextHop]| hops.iter().any(|h| changed.contains(&h.gateway));
+        let prefixes: BTreeSet<IpNet> = self
+            .rib
+            .installed()
+            .filter(|(_, hops)| touched(hops))
+            .map(|(prefix, _)| prefix)
+            .chain(
+                self.adopted
+                    .iter()
+                    .filter(|(_, hops)| touched(hops))
+                    .map(|(prefix, _)| *prefix),
+            )
+            .collect();
+        for prefix in prefixes {
+            table.write(route_op(prefix, self.kernel_route(&prefix)));
         }
     }
 
@@ -1062,7 +1333,7 @@ impl Core {
 
     fn write_changes(&self, changes: Vec<FibChange>, table: &mut impl RouteTable) {
         for change in changes {
-            write_change(table, &self.adopted, change);
+            self.rule().write(table, change);
         }
     }
 
@@ -1161,10 +1432,37 @@ fn route_op(prefix: IpNet, next_hops: NextHops) -> FibOp {
     }
 }
 
-/// Writes a RIB result, with any adopted next hops of its prefix.
-fn write_change(table: &mut impl RouteTable, adopted: &Adopted, change: FibChange) {
-    let next_hops = adopted.desired(&change.prefix, &change.next_hops);
-    table.write(route_op(change.prefix, next_hops));
+/// The one rule for what the kernel table must hold for a prefix: the RIB's next hops and
+/// those adopted from a previous run, less the next hops of nodes that do not answer on
+/// their bridge.
+#[derive(Clone, Copy)]
+struct KernelRule<'a> {
+    adopted: &'a Adopted,
+    /// Gateways of the nodes liveness found unreachable.
+    unreachable: &'a HashSet<IpAddr>,
+}
+
+impl KernelRule<'_> {
+    fn route(&self, prefix: &IpNet, rib: &NextHops) -> NextHops {
+        let hops = self.adopted.desired(prefix, rib);
+        if self.unreachable.is_empty()
+            || !hops.iter().any(|h| self.unreachable.contains(&h.gateway))
+        {
+            return hops;
+        }
+        let live: Vec<NextHop> = hops
+            .iter()
+            .filter(|h| !self.unreachable.contains(&h.gateway))
+            .copied()
+            .collect();
+        live.into()
+    }
+
+    /// Writes a RIB result as the rule makes it.
+    fn write(&self, table: &mut impl RouteTable, change: FibChange) {
+        let next_hops = self.route(&change.prefix, &change.next_hops);
+        table.write(route_op(change.prefix, next_hops));
+    }
 }
 
 /// Refusals that matter: deleting what is already gone is the outcome we wanted.

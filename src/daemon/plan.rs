@@ -125,6 +125,7 @@ fn session_terms_differ(old: &NeighborGroup, new: &NeighborGroup) -> bool {
         import: _,
         hold_time,
         graceful_restart,
+        liveness: _,
     } = old;
     *range != new.range
         || *asn != new.asn

@@ -26,6 +26,7 @@ use crate::control;
 use crate::fib::diff::FibOp;
 use crate::fib::monitor::{self, KernelEvent};
 use crate::fib::netlink::{Fib, FibError};
+use crate::liveness;
 use crate::metrics;
 use crate::ra;
 
@@ -57,6 +58,8 @@ pub enum DaemonError {
     },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("liveness probe socket: {0}")]
+    Probes(std::io::Error),
 }
 
 /// Why a SIGHUP changed nothing.
@@ -132,6 +135,9 @@ pub(super) struct Shell {
     watchdog: Option<(Duration, Instant)>,
     /// Router advertisements on the bridges.
     pub(super) ra: ra::RaHandle,
+    /// Liveness probes, and the answers to them.
+    prober: liveness::Prober,
+    answers: mpsc::Receiver<(std::net::IpAddr, Option<u32>)>,
     /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
     security: watch::Sender<Arc<listener::Security>>,
 }
@@ -198,6 +204,8 @@ impl Shell {
         })?;
 
         let ra = ra::spawn(ra_bridges(config));
+        let (answers_tx, answers) = mpsc::channel(256);
+        let prober = liveness::spawn(answers_tx).map_err(DaemonError::Probes)?;
         let (metrics_tx, metrics) = mpsc::channel(16);
         let metrics_server = serve_metrics(config.metrics, &metrics_tx);
         let (events_tx, events) = mpsc::channel(EVENTS_QUEUE);
@@ -224,6 +232,8 @@ impl Shell {
             last_status: None,
             watchdog: sd_notify::watchdog_enabled().map(|timeout| (timeout / 2, started)),
             ra,
+            prober,
+            answers,
             security,
         })
     }
@@ -262,6 +272,9 @@ impl Shell {
                     let _ = reply.send(self.answer(&request));
                 }
                 Some(event) = self.kernel.recv() => self.on_kernel_event(event),
+                Some((address, port)) = self.answers.recv() => {
+                    self.handle(Instant::now(), Event::ProbeAnswered { address, port });
+                }
                 Some(reply) = self.metrics.recv() => {
                     let _ = reply.send(metrics::render(&self.metrics_snapshot()));
                 }
@@ -316,6 +329,7 @@ impl Shell {
                 }
                 // Not in the middle of a bulk load: at the next flush.
                 Action::DumpTable => self.dump_wanted = true,
+                Action::Probe { address, ifindex } => self.prober.probe(address, ifindex),
             }
         }
     }
@@ -384,6 +398,7 @@ impl Shell {
                 }
             }
             KernelEvent::Overrun => self.handle(now, Event::KernelOverrun),
+            KernelEvent::LinkDown(ifindex) => self.handle(now, Event::PortDown { ifindex }),
             KernelEvent::LinkUp(ifindex) | KernelEvent::AddressAdded(ifindex) => {
                 let bridges = bridge_indexes(self.core.config());
                 self.handle(now, Event::Interfaces(bridges));

@@ -44,6 +44,8 @@ pub enum KernelEvent {
     Route { route: RouteMessage, deleted: bool },
     /// The link with this index is up with carrier again.
     LinkUp(u32),
+    /// The link with this index lost its carrier or was deleted.
+    LinkDown(u32),
     /// The link with this index got an address.
     AddressAdded(u32),
     /// Events were lost (the socket's buffer overran).
@@ -110,15 +112,16 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
                             deleted: kind == RTM_DELROUTE,
                         }),
                     RTM_NEWLINK => link(payload).and_then(|(index, running)| {
-                        let was = links.insert(index, running);
-                        (was == Some(false) && running).then_some(KernelEvent::LinkUp(index))
-                    }),
-                    RTM_DELLINK => {
-                        if let Some((index, _)) = link(payload) {
-                            links.remove(&index);
+                        match (links.insert(index, running), running) {
+                            (Some(false), true) => Some(KernelEvent::LinkUp(index)),
+                            (Some(true), false) => Some(KernelEvent::LinkDown(index)),
+                            _ => None,
                         }
-                        None
-                    }
+                    }),
+                    RTM_DELLINK => link(payload).map(|(index, _)| {
+                        links.remove(&index);
+                        KernelEvent::LinkDown(index)
+                    }),
                     RTM_NEWADDR => address_index(payload).map(KernelEvent::AddressAdded),
                     _ => None,
                 };

@@ -194,7 +194,7 @@ pub fn forwarding(ifname: &str) -> bool {
 }
 
 /// Lets only the given ICMPv6 types through (struct icmp6_filter: a set bit blocks a type).
-fn set_icmp6_filter(socket: &Socket, pass: &[u8]) -> io::Result<()> {
+pub(crate) fn set_icmp6_filter(socket: &Socket, pass: &[u8]) -> io::Result<()> {
     let mut filter = [u32::MAX; 8];
     for &kind in pass {
         filter[usize::from(kind >> 5)] &= !(1u32 << (kind & 31));

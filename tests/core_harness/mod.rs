@@ -218,7 +218,8 @@ pub fn parse(config: Value) -> Config {
     Config::parse(&config.to_string()).unwrap_or_else(|e| panic!("test config: {e}"))
 }
 
-/// One bridge with an IPv4 and an IPv6 prefix, one neighbor group over IPv6, GR on.
+/// One bridge with an IPv4 and an IPv6 prefix, one neighbor group over IPv6, GR on,
+/// liveness off (the liveness tests turn it on).
 pub fn config() -> Value {
     serde_json::json!({
         "router_id": "192.0.2.1",
@@ -230,7 +231,8 @@ pub fn config() -> Value {
             "range": "2001:db8:1::/64",
             "asn": 65100,
             "max_prefixes": 100,
-            "max_prefixes_hold_s": 60
+            "max_prefixes_hold_s": 60,
+            "liveness": { "enable": false }
         } ]
     })
 }

@@ -1,0 +1,227 @@
+//! Liveness probes on the bridges, the IO half of `neighbors[].liveness` (the daemon's core
+//! decides when to probe and what a silence means). A probe is a unicast IPv6 Neighbor
+//! Solicitation (RFC 4861 7.2.2) for the node's address, sent with hop limit 255 on its
+//! bridge, and the answer is its Neighbor Advertisement: the message every IPv6 host must
+//! answer, which no host firewall blocks and which never leaves the link. The answer's
+//! target link-layer address, looked up in the bridge's forwarding database, says which
+//! bridge port the node is behind, so that the port's removal can take it out at once.
+//!
+//! Own probes rather than the kernel's neighbor states: the kernel probes a stale entry only
+//! after `delay_first_probe_time` (5 s) and gives up after `ucast_solicit` × `retrans_time`,
+//! per interface and for every neighbor of the bridge, where each node group needs its own
+//! interval. IPv4-only nodes (ARP) are not probed yet.
+
+use std::collections::HashMap;
+use std::io;
+use std::io::Read;
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+const NEIGHBOR_SOLICITATION: u8 = 135;
+const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+const SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
+const TARGET_LINK_LAYER_ADDRESS: u8 = 2;
+
+/// How long a node's bridge port, once found, is trusted before it is looked up again.
+const PORT_TTL: Duration = Duration::from_secs(30);
+
+/// Sends probes for the daemon and reports the answers.
+#[derive(Debug)]
+pub struct Prober {
+    probes: mpsc::UnboundedSender<(IpAddr, u32)>,
+}
+
+impl Prober {
+    /// Asks `address` on interface `ifindex` whether it is there.
+    pub fn probe(&self, address: IpAddr, ifindex: u32) {
+        let _ = self.probes.send((address, ifindex));
+    }
+}
+
+/// Opens the probe socket (needs CAP_NET_RAW) and serves it from a task; answers go to
+/// `answers` as (node address, bridge port).
+pub fn spawn(answers: mpsc::Sender<(IpAddr, Option<u32>)>) -> io::Result<Prober> {
+    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    socket.set_unicast_hops_v6(255)?;
+    socket.set_multicast_hops_v6(255)?;
+    crate::ra::sender::set_icmp6_filter(&socket, &[NEIGHBOR_ADVERTISEMENT])?;
+    socket.set_nonblocking(true)?;
+    // SAFETY: the socket owns its descriptor, which stays open until the AsyncFd drops it.
+    let socket = unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)?;
+    let (probes, mut requests) = mpsc::unbounded_channel::<(IpAddr, u32)>();
+    tokio::spawn(async move {
+        let mut ports = Ports::default();
+        // The bridge each probed node was asked on.
+        let mut asked: HashMap<Ipv6Addr, u32> = HashMap::new();
+        let mut buffer = [0u8; 1500];
+        loop {
+            tokio::select! {
+                request = requests.recv() => {
+                    let Some((address, ifindex)) = request else { return };
+                    if let IpAddr::V6(target) = address {
+                        asked.insert(target, ifindex);
+                        let _ = solicit(socket.get_ref(), target, ifindex);
+                    }
+                }
+                ready = socket.readable() => {
+                    let Ok(mut guard) = ready else { return };
+                    let Ok(Ok(len)) = guard.try_io(|s| s.get_ref().read(&mut buffer)) else {
+                        continue;
+                    };
+                    let Some((target, mac)) = advertisement(&buffer[..len]) else { continue };
+                    // Only what we asked: other advertisements on the link are not ours.
+                    let Some(&bridge) = asked.get(&target) else { continue };
+                    let port = mac.and_then(|mac| ports.of(bridge, mac));
+                    if answers.send((IpAddr::V6(target), port)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Prober { probes })
+}
+
+/// One Neighbor Solicitation for `target`, unicast to it on `ifindex`, with our
+/// link-layer address so it can answer without resolving us first.
+fn solicit(socket: &Socket, target: Ipv6Addr, ifindex: u32) -> io::Result<usize> {
+    let mut message = vec![NEIGHBOR_SOLICITATION, 0, 0, 0, 0, 0, 0, 0];
+    message.extend_from_slice(&target.octets());
+    if let Some(mac) = mac_of(ifindex) {
+        message.extend_from_slice(&[SOURCE_LINK_LAYER_ADDRESS, 1]);
+        message.extend_from_slice(&mac);
+    }
+    // The node is on-link on its bridge (its address is in a bridge prefix, or link-local
+    // with the bridge as scope); a router on the way would lower the hop limit from 255 and
+    // the node would drop the probe (RFC 4861 7.1.1).
+    let scope = if target.is_unicast_link_local() {
+        ifindex
+    } else {
+        0
+    };
+    let to = SocketAddrV6::new(target, 0, 0, scope);
+    socket.send_to(&message, &to.into())
+}
+
+/// The target and target link-layer address of a Neighbor Advertisement.
+fn advertisement(bytes: &[u8]) -> Option<(Ipv6Addr, Option<[u8; 6]>)> {
+    if bytes.len() < 24 || bytes[0] != NEIGHBOR_ADVERTISEMENT || bytes[1] != 0 {
+        return None;
+    }
+    let target = Ipv6Addr::from(<[u8; 16]>::try_from(&bytes[8..24]).ok()?);
+    let mut options = &bytes[24..];
+    let mut mac = None;
+    while options.len() >= 8 {
+        let len = usize::from(options[1]) * 8;
+        if len == 0 || len > options.len() {
+            break;
+        }
+        if options[0] == TARGET_LINK_LAYER_ADDRESS && len == 8 {
+            mac = <[u8; 6]>::try_from(&options[2..8]).ok();
+        }
+        options = &options[len..];
+    }
+    Some((target, mac))
+}
+
+/// The MAC address of an interface.
+fn mac_of(ifindex: u32) -> Option<[u8; 6]> {
+    let name = nix::net::if_::if_indextoname(ifindex).ok()?;
+    let text =
+        std::fs::read_to_string(format!("/sys/class/net/{}/address", name.to_string_lossy()))
+            .ok()?;
+    parse_mac(text.trim())
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Which bridge port each MAC is behind, from the bridge's forwarding database.
+#[derive(Default)]
+struct Ports {
+    known: HashMap<[u8; 6], (u32, Instant)>,
+}
+
+impl Ports {
+    fn of(&mut self, bridge: u32, mac: [u8; 6]) -> Option<u32> {
+        if let Some((port, when)) = self.known.get(&mac)
+            && when.elapsed() < PORT_TTL
+            && nix::net::if_::if_indextoname(*port).is_ok()
+        {
+            return Some(*port);
+        }
+        let port = port_of(bridge, mac)?;
+        self.known.insert(mac, (port, Instant::now()));
+        Some(port)
+    }
+}
+
+/// The interface index of the port of bridge `bridge` that `mac` was learned on, from
+/// `/sys/class/net/<bridge>/brforward` (struct __fdb_entry, 16 bytes each) and the ports'
+/// `brport/port_no`.
+fn port_of(bridge: u32, mac: [u8; 6]) -> Option<u32> {
+    let name = nix::net::if_::if_indextoname(bridge).ok()?;
+    let name = name.to_string_lossy();
+    let table = std::fs::read(format!("/sys/class/net/{name}/brforward")).ok()?;
+    let port_no = table.chunks_exact(16).find_map(|entry| {
+        let is_local = entry[7] != 0;
+        (entry[..6] == mac && !is_local).then(|| u16::from(entry[8]) << 8 | u16::from(entry[6]))
+    })?;
+    let ports = std::fs::read_dir(format!("/sys/class/net/{name}/brif")).ok()?;
+    for port in ports.flatten() {
+        let number = std::fs::read_to_string(port.path().join("port_no")).ok()?;
+        let number = u16::from_str_radix(number.trim().trim_start_matches("0x"), 16).ok()?;
+        if number == port_no {
+            let port_name = port.file_name();
+            return nix::net::if_::if_nametoindex(port_name.as_os_str()).ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advertisement_gives_its_target_and_link_layer_address() {
+        let mut na = vec![NEIGHBOR_ADVERTISEMENT, 0, 0, 0, 0x60, 0, 0, 0];
+        let target: Ipv6Addr = "2001:db8:1::11".parse().unwrap();
+        na.extend_from_slice(&target.octets());
+        na.extend_from_slice(&[TARGET_LINK_LAYER_ADDRESS, 1, 2, 0, 0, 0, 0, 0x11]);
+        assert_eq!(
+            advertisement(&na),
+            Some((target, Some([2, 0, 0, 0, 0, 0x11])))
+        );
+        na[0] = NEIGHBOR_SOLICITATION;
+        assert_eq!(advertisement(&na), None);
+    }
+
+    #[test]
+    fn an_advertisement_with_a_zero_length_option_stops_at_it() {
+        let mut na = vec![NEIGHBOR_ADVERTISEMENT, 0, 0, 0, 0x60, 0, 0, 0];
+        na.extend_from_slice(&[0; 16]);
+        na.extend_from_slice(&[TARGET_LINK_LAYER_ADDRESS, 0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(advertisement(&na), Some((Ipv6Addr::UNSPECIFIED, None)));
+    }
+
+    #[test]
+    fn macs_parse_as_sysfs_writes_them() {
+        assert_eq!(
+            parse_mac("02:00:5e:00:53:01"),
+            Some([2, 0, 0x5e, 0, 0x53, 1])
+        );
+        assert_eq!(parse_mac("02:00:5e:00:53"), None);
+        assert_eq!(parse_mac("02:00:5e:00:53:01:02"), None);
+    }
+}
