@@ -80,6 +80,13 @@ pub struct PeerRow {
     pub extended_next_hop: Option<bool>,
     pub graceful_restart: Option<bool>,
     pub stale: bool,
+    /// Whether the node answers on its bridge (`neighbors[].liveness`); null when not
+    /// watched.
+    #[serde(default)]
+    pub liveness: Option<crate::daemon::core::Liveness>,
+    /// The bridge port the node answered through.
+    #[serde(default)]
+    pub port: Option<String>,
 }
 
 /// One route in `show routes`.
@@ -222,6 +229,7 @@ pub fn render(answer: &Answer) -> String {
                 "Since(s)",
                 "Received",
                 "Installed",
+                "Liveness",
             ],
             &rows
                 .iter()
@@ -234,6 +242,7 @@ pub fn render(answer: &Answer) -> String {
                         r.uptime_s.to_string(),
                         r.received.to_string(),
                         r.installed.to_string(),
+                        dash(r.liveness.map(|l| l.name().to_string())),
                     ]
                 })
                 .collect::<Vec<_>>(),

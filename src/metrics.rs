@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::daemon::core::PeerState;
+use crate::daemon::core::{Liveness, PeerState};
 use crate::policy::Rejection;
 use crate::ra::{BridgeStatus, RaState};
 
@@ -45,6 +45,10 @@ pub struct Session {
     pub name: String,
     pub address: String,
     pub state: PeerState,
+    /// Liveness on its bridge, when watched.
+    pub liveness: Option<Liveness>,
+    /// Liveness state changes since the node was first watched.
+    pub liveness_transitions: u64,
     pub prefixes_received: u64,
     pub prefixes_accepted: usize,
     pub prefixes_installed: usize,
@@ -137,6 +141,34 @@ pub fn render(s: &Snapshot) -> String {
         "gauge",
         "1 while the session is Established.",
         &|p| u8::from(p.state == PeerState::Established).to_string(),
+    );
+    out.family(
+        "cilium_peer_session_liveness",
+        "gauge",
+        "1 for the node's liveness state on its bridge (reachable, probing, unreachable); no samples when it is not watched.",
+    );
+    for p in &s.sessions {
+        let Some(liveness) = p.liveness else {
+            continue;
+        };
+        for state in Liveness::ALL {
+            out.sample(
+                "cilium_peer_session_liveness",
+                &[
+                    ("peer", &p.name),
+                    ("address", &p.address),
+                    ("state", state.name()),
+                ],
+                u8::from(liveness == state),
+            );
+        }
+    }
+    per_session(
+        &mut out,
+        "cilium_peer_session_liveness_transitions_total",
+        "counter",
+        "Changes of the node's liveness state.",
+        &|p| p.liveness_transitions.to_string(),
     );
     per_session(
         &mut out,
@@ -432,6 +464,8 @@ mod tests {
                     name: "cilium1".into(),
                     address: "2001:db8:1::11".into(),
                     state: PeerState::Established,
+                    liveness: Some(Liveness::Unreachable),
+                    liveness_transitions: 2,
                     prefixes_received: 5,
                     prefixes_accepted: 4,
                     prefixes_installed: 3,
@@ -471,6 +505,18 @@ mod tests {
     /// The samples of the exposition, as `name{labels} value` lines.
     fn samples(text: &str) -> Vec<&str> {
         text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn liveness_shows_one_state_per_watched_node_and_counts_its_changes() {
+        let s = render(&snapshot());
+        assert!(s.contains(r#"cilium_peer_session_liveness{peer="cilium1",address="2001:db8:1::11",state="unreachable"} 1"#), "{s}");
+        assert!(s.contains(r#"cilium_peer_session_liveness{peer="cilium1",address="2001:db8:1::11",state="reachable"} 0"#), "{s}");
+        assert!(
+            !s.contains(r#"cilium_peer_session_liveness{peer="cilium2""#),
+            "{s}"
+        );
+        assert!(s.contains(r#"cilium_peer_session_liveness_transitions_total{peer="cilium1",address="2001:db8:1::11"} 2"#), "{s}");
     }
 
     #[test]

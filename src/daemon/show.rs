@@ -44,6 +44,12 @@ impl Shell {
                             extended_next_hop: n.map(|n| n.extended_next_hop),
                             graceful_restart: n.map(|n| n.graceful_restart.is_some()),
                             stale: p.stale_until.is_some(),
+                            liveness: p.watch.as_ref().map(|w| w.state),
+                            port: p
+                                .watch
+                                .as_ref()
+                                .and_then(|w| w.port)
+                                .and_then(interface_name),
                         }
                     })
                     .collect(),
@@ -104,6 +110,8 @@ impl Shell {
                         name: p.name.clone(),
                         address: p.address.to_string(),
                         state: p.state(),
+                        liveness: p.watch.as_ref().map(|w| w.state),
+                        liveness_transitions: p.watch.as_ref().map_or(0, |w| w.transitions),
                         prefixes_received: p.announced,
                         prefixes_accepted: counts.received,
                         prefixes_installed: counts.installed,
