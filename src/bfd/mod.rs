@@ -14,11 +14,13 @@
 
 pub mod packet;
 pub mod session;
+pub mod socket;
 
 use serde::{Deserialize, Serialize};
 
 pub use packet::{Diag, Packet, State};
 pub use session::{Event, Session};
+pub use socket::{Command, Handle, Report, Runtime, SessionStatus, Status};
 
 /// The shortest interval we take (`min_tx_ms`, `min_rx_ms`), as FRR's bfdd does: a value
 /// valid on one side of a session is valid on the other. Below about 100 ms a userspace
