@@ -44,6 +44,7 @@ pub enum Command {
     /// Runs a session with `peer` on interface `ifindex` (0: any interface), sending from
     /// `local` when given (else the kernel picks the source address). Adding a session
     /// that exists takes the new settings (a Poll Sequence when intervals change).
+    /// `settings.enable` is not looked at: the daemon adds only what is enabled.
     Add {
         peer: IpAddr,
         ifindex: u32,
@@ -542,7 +543,8 @@ impl RecvSocket {
             setsockopt(&socket, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
             (Ipv4Addr::UNSPECIFIED, CONTROL_PORT).into()
         };
-        socket.set_reuse_address(true)?;
+        // No SO_REUSEADDR: another BFD daemon on this host must be an error, not a thief
+        // of half our packets.
         socket.set_nonblocking(true)?;
         socket.bind(&SockAddr::from(any))?;
         Ok(RecvSocket {
@@ -601,4 +603,57 @@ fn source_ip(address: &SockaddrStorage) -> Option<IpAddr> {
     address
         .as_sockaddr_in6()
         .map(|v6| IpAddr::V6(v6.ip()).to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn send_sockets_take_their_own_source_port_in_49152_to_65535_and_send_with_ttl_255() {
+        let mut next = *SOURCE_PORTS.start();
+        let (a, port_a) =
+            open_send_socket(ip("127.0.0.1"), Some(ip("127.0.0.1")), &mut next).unwrap();
+        let (b, port_b) =
+            open_send_socket(ip("127.0.0.1"), Some(ip("127.0.0.1")), &mut next).unwrap();
+        assert_ne!(port_a, port_b);
+        assert!(SOURCE_PORTS.contains(&port_a) && SOURCE_PORTS.contains(&port_b));
+        assert_eq!(a.ttl_v4().unwrap(), 255);
+        assert_eq!(b.ttl_v4().unwrap(), 255);
+        let (c, port_c) = open_send_socket(ip("::1"), Some(ip("::1")), &mut next).unwrap();
+        assert!(SOURCE_PORTS.contains(&port_c));
+        assert_eq!(c.unicast_hops_v6().unwrap(), 255);
+        assert!(c.only_v6().unwrap());
+    }
+
+    #[test]
+    fn the_port_cursor_wraps_around_to_49152() {
+        let mut next = *SOURCE_PORTS.end();
+        let result = open_send_socket(ip("127.0.0.1"), Some(ip("127.0.0.1")), &mut next);
+        if let Ok((_, port)) = result {
+            assert!(SOURCE_PORTS.contains(&port));
+        }
+        assert!(SOURCE_PORTS.contains(&next));
+        assert!(next < *SOURCE_PORTS.end());
+    }
+
+    #[test]
+    fn a_local_address_that_does_not_exist_yet_can_be_bound() {
+        // IP_FREEBIND: the session's socket opens before the bridge has its address.
+        let mut next = *SOURCE_PORTS.start();
+        open_send_socket(ip("192.0.2.254"), Some(ip("198.51.100.77")), &mut next).unwrap();
+        open_send_socket(ip("2001:db8::2"), Some(ip("2001:db8:ffff::77")), &mut next).unwrap();
+    }
+
+    #[test]
+    fn link_local_is_fe80_slash_10() {
+        assert!(is_link_local("fe80::1".parse().unwrap()));
+        assert!(is_link_local("febf::1".parse().unwrap()));
+        assert!(!is_link_local("fec0::1".parse().unwrap()));
+        assert!(!is_link_local("2001:db8::1".parse().unwrap()));
+    }
 }
