@@ -56,7 +56,11 @@ struct Ours {
 
 impl Ours {
     fn start(lab: &Lab) -> Ours {
-        let path = format!("/run/netns/{}", lab.host);
+        Self::start_in(&lab.host)
+    }
+
+    fn start_in(ns: &str) -> Ours {
+        let path = format!("/run/netns/{ns}");
         let (ready_tx, ready_rx) = mpsc::channel();
         let (report_tx, reports) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -192,7 +196,11 @@ impl Bfdd {
 }
 
 fn bridge_ifindex(lab: &Lab) -> u32 {
-    let out = lab.exec(&lab.host, &["ip", "-j", "link", "show", BRIDGE]);
+    ifindex(lab, &lab.host, BRIDGE)
+}
+
+fn ifindex(lab: &Lab, ns: &str, dev: &str) -> u32 {
+    let out = lab.exec(ns, &["ip", "-j", "link", "show", dev]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["ifindex"].as_u64().unwrap() as u32
 }
@@ -418,4 +426,45 @@ fn a_packet_with_a_ttl_below_255_is_dropped_and_the_same_with_255_is_taken() {
         assert_eq!(after.received, before.received + 3);
         assert_eq!(after.invalid + after.no_session, 0);
     }
+}
+
+#[test]
+fn two_of_our_runtimes_reach_up_over_ipv6_link_local_addresses() {
+    // bfdd cannot take part here: a link-local peer needs `interface`, which waits for zebra.
+    let test = "two_of_our_runtimes_reach_up_over_ipv6_link_local_addresses";
+    let Some(mut lab) = lab_or_skip(test) else {
+        return;
+    };
+    let node = lab.node("1", &[&format!("{NODE_V6}/64")]);
+    let node_ll = common::link_local(&lab, &node, "eth0");
+    let host = Ours::start(&lab);
+    let guest = Ours::start_in(&node);
+    // No local address given: the kernel picks the link-local source for the scope.
+    host.handle
+        .add(ip(&node_ll), bridge_ifindex(&lab), None, settings());
+    guest.handle.add(
+        ip("fe80::1"),
+        ifindex(&lab, &node, "eth0"),
+        None,
+        settings(),
+    );
+    assert_eq!(host.next(Duration::from_secs(10)).1.event, Event::Up);
+    assert_eq!(guest.next(Duration::from_secs(10)).1.event, Event::Up);
+    std::thread::sleep(Duration::from_millis(500));
+    let status = host.status();
+    assert_eq!(status.sessions[0].state, State::Up);
+    assert_eq!(status.sessions[0].transmit_interval_ms, Some(300));
+
+    // The guest's session goes: it says AdminDown, which the host reports as such.
+    guest
+        .handle
+        .remove(ip("fe80::1"), ifindex(&lab, &node, "eth0"));
+    let (_, report) = host.next(Duration::from_secs(5));
+    assert_eq!(
+        report.event,
+        Event::Down {
+            diag: Diag::NEIGHBOR_SIGNALED_SESSION_DOWN,
+            peer_admin_down: true
+        }
+    );
 }
