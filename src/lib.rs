@@ -7,6 +7,7 @@
 //! `metrics` serves Prometheus; `ra` sends router advertisements on the bridges; `cilium`
 //! writes the Cilium side of the sessions (`cilium-peer cilium-manifests`).
 
+pub mod bfd;
 pub mod bgp;
 pub mod cilium;
 pub mod config;
