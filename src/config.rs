@@ -122,6 +122,8 @@ pub struct NeighborGroup {
     pub graceful_restart: bool,
     /// Watch each node on its bridge and take its routes out while it does not answer.
     pub liveness: Liveness,
+    /// BFD with the group's nodes; Down takes a node's routes out at once.
+    pub bfd: crate::bfd::Settings,
 }
 
 /// `neighbors[].liveness`: the host probes each node of the group on its bridge (ARP or
@@ -322,6 +324,8 @@ struct RawNeighbor {
     graceful_restart: bool,
     #[serde(default)]
     liveness: Liveness,
+    #[serde(default)]
+    bfd: crate::bfd::Settings,
 }
 
 #[derive(Deserialize)]
@@ -593,6 +597,9 @@ impl Validator {
                     "0 would call every node dead; at least 1 unanswered probe",
                 );
             }
+            for (key, message) in n.bfd.validate(&format!("{path}.bfd")) {
+                self.error(key, message);
+            }
             if n.max_prefixes == Some(0) {
                 self.error(
                     format!("{path}.max_prefixes"),
@@ -642,6 +649,7 @@ impl Validator {
                     hold_time: n.hold_time,
                     graceful_restart: n.graceful_restart,
                     liveness: n.liveness,
+                    bfd: n.bfd,
                 });
             }
         }

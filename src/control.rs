@@ -87,6 +87,9 @@ pub struct PeerRow {
     /// The bridge port the node answered through.
     #[serde(default)]
     pub port: Option<String>,
+    /// Its BFD session (`neighbors[].bfd`); null when the group runs none.
+    #[serde(default)]
+    pub bfd: Option<crate::daemon::core::BfdState>,
 }
 
 /// One route in `show routes`.
@@ -230,6 +233,7 @@ pub fn render(answer: &Answer) -> String {
                 "Received",
                 "Installed",
                 "Liveness",
+                "BFD",
             ],
             &rows
                 .iter()
@@ -243,6 +247,7 @@ pub fn render(answer: &Answer) -> String {
                         r.received.to_string(),
                         r.installed.to_string(),
                         dash(r.liveness.map(|l| l.name().to_string())),
+                        dash(r.bfd.map(|b| b.name().to_string())),
                     ]
                 })
                 .collect::<Vec<_>>(),

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::daemon::core::{Liveness, PeerState};
+use crate::daemon::core::{BfdState, Liveness, PeerState};
 use crate::policy::Rejection;
 use crate::ra::{BridgeStatus, RaState};
 
@@ -49,6 +49,9 @@ pub struct Session {
     pub liveness: Option<Liveness>,
     /// Liveness state changes since the node was first watched.
     pub liveness_transitions: u64,
+    /// Its BFD session, when its group runs BFD.
+    pub bfd: Option<BfdState>,
+    pub bfd_transitions: u64,
     pub prefixes_received: u64,
     pub prefixes_accepted: usize,
     pub prefixes_installed: usize,
@@ -163,6 +166,34 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
+    out.family(
+        "cilium_peer_session_bfd",
+        "gauge",
+        "1 for the state of the node's BFD session (down, up, admin_down); no samples when its group runs no BFD.",
+    );
+    for p in &s.sessions {
+        let Some(bfd) = p.bfd else {
+            continue;
+        };
+        for state in BfdState::ALL {
+            out.sample(
+                "cilium_peer_session_bfd",
+                &[
+                    ("peer", &p.name),
+                    ("address", &p.address),
+                    ("state", state.name()),
+                ],
+                u8::from(bfd == state),
+            );
+        }
+    }
+    per_session(
+        &mut out,
+        "cilium_peer_session_bfd_transitions_total",
+        "counter",
+        "Changes of the state of the node's BFD session.",
+        &|p| p.bfd_transitions.to_string(),
+    );
     per_session(
         &mut out,
         "cilium_peer_session_liveness_transitions_total",
@@ -466,6 +497,8 @@ mod tests {
                     state: PeerState::Established,
                     liveness: Some(Liveness::Unreachable),
                     liveness_transitions: 2,
+                    bfd: Some(BfdState::Up),
+                    bfd_transitions: 1,
                     prefixes_received: 5,
                     prefixes_accepted: 4,
                     prefixes_installed: 3,
@@ -517,6 +550,13 @@ mod tests {
             "{s}"
         );
         assert!(s.contains(r#"cilium_peer_session_liveness_transitions_total{peer="cilium1",address="2001:db8:1::11"} 2"#), "{s}");
+        assert!(
+            s.contains(
+                r#"cilium_peer_session_bfd{peer="cilium1",address="2001:db8:1::11",state="up"} 1"#
+            ),
+            "{s}"
+        );
+        assert!(s.contains(r#"cilium_peer_session_bfd{peer="cilium1",address="2001:db8:1::11",state="admin_down"} 0"#), "{s}");
     }
 
     #[test]

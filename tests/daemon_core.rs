@@ -150,6 +150,7 @@ fn a_daemon_restarted_with_adopted_routes_sets_the_restart_bit() {
     let offer = cilium_peer::daemon::core::Offer {
         address: ip(NODE1),
         scope: None,
+        local: None,
     };
     let setup = h.core.offer(h.now, offer, &mut h.table).unwrap();
     assert!(setup.session.restarting);
@@ -157,6 +158,7 @@ fn a_daemon_restarted_with_adopted_routes_sets_the_restart_bit() {
     let offer = cilium_peer::daemon::core::Offer {
         address: ip(NODE1),
         scope: None,
+        local: None,
     };
     let setup = fresh
         .core
@@ -576,4 +578,97 @@ fn a_reload_turning_liveness_off_brings_back_the_routes_of_an_unreachable_node()
     h.reload(config());
     assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
     assert_eq!(liveness_of(&h, NODE1), None);
+}
+
+fn with_bfd() -> serde_json::Value {
+    let mut config = config();
+    config["neighbors"][0]["bfd"] = serde_json::json!({ "enable": true });
+    config
+}
+
+fn bfd(h: &mut Harness, address: &str, state: cilium_peer::daemon::core::BfdState) {
+    h.handle(Event::Bfd {
+        address: ip(address),
+        state,
+    });
+}
+
+#[test]
+fn an_established_node_gets_a_bfd_session_on_its_bridge_which_goes_when_the_node_is_forgotten() {
+    let mut h = Harness::new(with_bfd());
+    let conn = h.connect(NODE1, 1, None);
+    let added = h.take_actions();
+    assert!(
+        matches!(added[..], [Action::BfdAdd { address, ifindex: BRIDGE_INDEX, settings, .. }]
+            if address == ip(NODE1) && settings.min_tx_ms == 300 && settings.multiplier == 3),
+        "{added:?}"
+    );
+    h.down(conn, false);
+    assert_eq!(
+        h.take_actions(),
+        vec![Action::BfdRemove {
+            address: ip(NODE1),
+            ifindex: BRIDGE_INDEX
+        }]
+    );
+    let mut off = Harness::new(config());
+    off.connect(NODE1, 1, None);
+    assert!(off.take_actions().is_empty());
+}
+
+#[test]
+fn bfd_down_closes_the_session_with_cease_10_and_its_routes_leave_at_once_despite_graceful_restart()
+{
+    use cilium_peer::daemon::core::BfdState;
+    let mut h = Harness::new(with_bfd());
+    let one = h.connect(NODE1, 1, Some(120));
+    let two = h.connect(NODE2, 2, Some(120));
+    h.announce(one, NODE1, &[POD1, LB]);
+    h.announce(two, NODE2, &[LB]);
+    bfd(&mut h, NODE1, BfdState::Up);
+    h.take_actions();
+    bfd(&mut h, NODE1, BfdState::Down);
+    assert!(!h.table.routes.contains_key(&net(POD1)));
+    assert_eq!(h.table.gateways(LB), vec![ip(NODE2)]);
+    assert_eq!(
+        h.take_actions(),
+        vec![Action::Close {
+            conn: one,
+            cease: Cease::BfdDown,
+            keep_routes: false
+        }]
+    );
+    h.down(one, false);
+    assert_eq!(state_of(&h, NODE1), None);
+}
+
+#[test]
+fn bfd_admin_down_from_the_node_takes_nothing_down() {
+    use cilium_peer::daemon::core::BfdState;
+    let mut h = Harness::new(with_bfd());
+    let conn = h.connect(NODE1, 1, Some(120));
+    h.announce(conn, NODE1, &[POD1]);
+    bfd(&mut h, NODE1, BfdState::Up);
+    h.take_actions();
+    bfd(&mut h, NODE1, BfdState::AdminDown);
+    assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
+    assert!(h.take_actions().is_empty());
+    // Down after AdminDown is no failure either: it was never Up in between.
+    bfd(&mut h, NODE1, BfdState::Down);
+    assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
+}
+
+#[test]
+fn a_node_kept_under_graceful_restart_loses_its_routes_when_bfd_goes_down() {
+    use cilium_peer::daemon::core::BfdState;
+    let mut h = Harness::new(with_bfd());
+    let conn = h.connect(NODE1, 1, Some(120));
+    h.announce(conn, NODE1, &[POD1]);
+    bfd(&mut h, NODE1, BfdState::Up);
+    h.down(conn, true);
+    assert_eq!(state_of(&h, NODE1), Some(PeerState::Stale));
+    assert_eq!(h.table.gateways(POD1), vec![ip(NODE1)]);
+    bfd(&mut h, NODE1, BfdState::Down);
+    assert!(h.table.routes.is_empty());
+    assert_eq!(state_of(&h, NODE1), None);
 }

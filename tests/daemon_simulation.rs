@@ -274,6 +274,9 @@ impl World {
                         self.send_routes(node)?;
                     }
                 }
+                Action::BfdAdd { .. } | Action::BfdRemove { .. } => {
+                    return Err("BFD is off in the simulation's configs".to_string());
+                }
                 Action::Probe {
                     address: to,
                     ifindex,
@@ -411,6 +414,7 @@ impl World {
                 let offer = Offer {
                     address: address(node),
                     scope: None,
+                    local: None,
                 };
                 let offered = self.core.offer(self.now, offer, table);
                 if offered.is_ok() != (in_range && !held_down) {

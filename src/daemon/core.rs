@@ -78,6 +78,11 @@ pub enum Event {
     PortDown {
         ifindex: u32,
     },
+    /// The BFD session with a node changed state.
+    Bfd {
+        address: IpAddr,
+        state: BfdState,
+    },
     /// The shell sent everything written so far; what the kernel refused.
     Flushed {
         failures: Vec<FibError>,
@@ -111,6 +116,15 @@ pub enum Action {
     /// Send one liveness probe (ARP request or Neighbor Solicitation) to the node at
     /// `address` on interface `ifindex`; an answer comes back as [`Event::ProbeAnswered`].
     Probe { address: IpAddr, ifindex: u32 },
+    /// Run BFD with the node (again: with new settings).
+    BfdAdd {
+        address: IpAddr,
+        ifindex: u32,
+        local: Option<IpAddr>,
+        settings: crate::bfd::Settings,
+    },
+    /// End BFD with the node.
+    BfdRemove { address: IpAddr, ifindex: u32 },
 }
 
 /// A connection offered by the listener.
@@ -120,6 +134,8 @@ pub struct Offer {
     pub address: IpAddr,
     /// The interface a link-local peer connected on.
     pub scope: Option<u32>,
+    /// Our address of the connection (BFD sends from it).
+    pub local: Option<IpAddr>,
 }
 
 /// Why a connection gets no session.
@@ -223,6 +239,29 @@ impl Liveness {
     }
 }
 
+/// A node's BFD session as the core sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BfdState {
+    /// Not (or no longer) Up.
+    Down,
+    Up,
+    /// The node took it down on purpose: not a forwarding failure (RFC 5882 3.2).
+    AdminDown,
+}
+
+impl BfdState {
+    pub const ALL: [BfdState; 3] = [BfdState::Down, BfdState::Up, BfdState::AdminDown];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BfdState::Down => "down",
+            BfdState::Up => "up",
+            BfdState::AdminDown => "admin_down",
+        }
+    }
+}
+
 /// One node's liveness probing.
 #[derive(Debug, Clone)]
 pub struct Watch {
@@ -294,6 +333,13 @@ pub struct Peer {
     pub announced: u64,
     /// Liveness probing, when its group has it and it sits on a bridge.
     pub watch: Option<Watch>,
+    /// The interface it sits on (its bridge, or a link-local session's scope).
+    ifindex: Option<u32>,
+    /// Our address of its connection.
+    local: Option<IpAddr>,
+    /// Its BFD session, when its group runs BFD; with the changes of state seen.
+    pub bfd: Option<BfdState>,
+    pub bfd_transitions: u64,
 }
 
 impl Peer {
@@ -602,7 +648,13 @@ impl Core {
             updates: 0,
             announced: 0,
             watch: None,
+            ifindex: None,
+            local: None,
+            bfd: None,
+            bfd_transitions: 0,
         });
+        peer.ifindex = link.ifindex;
+        peer.local = offer.local;
         peer.conn = Some(conn);
         peer.since = now;
         peer.end_of_rib.clear();
@@ -697,6 +749,7 @@ impl Core {
             }
             Event::ProbeAnswered { address, port } => self.on_answer(address, port, table),
             Event::PortDown { ifindex } => self.on_port_down(ifindex, table),
+            Event::Bfd { address, state } => self.on_bfd(now, address, state, table),
             Event::Flushed { failures } => self.on_flushed(now, failures),
             Event::Dumped(dumped) => self.on_dumped(dumped, table),
             Event::ReloadRefused => {
@@ -773,7 +826,9 @@ impl Core {
                     if let Some(conn) = peer.conn {
                         self.conns.remove(&conn);
                     }
-                    self.peers.remove(address);
+                    if let Some(peer) = self.peers.remove(address) {
+                        self.forgotten(&peer, table);
+                    }
                     self.remove_peer_routes(id, table);
                 }
                 SessionChange::Refresh(import) => {
@@ -800,6 +855,30 @@ impl Core {
                     watch.multiplier = settings.multiplier;
                 }
                 _ => peer.watch = None,
+            }
+            // BFD: new settings to the running sessions, off where it was turned off.
+            let (Some(bfd), Some(ifindex)) = (peer.bfd, peer.ifindex) else {
+                continue;
+            };
+            match group.map(|g| g.bfd) {
+                Some(settings) if settings.enable => {
+                    if peer.negotiated.is_some() {
+                        self.actions.push_back(Action::BfdAdd {
+                            address: peer.address,
+                            ifindex,
+                            local: peer.local,
+                            settings,
+                        });
+                    }
+                    peer.bfd = Some(bfd);
+                }
+                _ => {
+                    peer.bfd = None;
+                    self.actions.push_back(Action::BfdRemove {
+                        address: peer.address,
+                        ifindex,
+                    });
+                }
             }
         }
         self.refresh_unreachable(table);
@@ -875,6 +954,21 @@ impl Core {
             }
         }
         peer.negotiated = Some(negotiated);
+        let group = self.config.neighbors.iter().find(|g| g.name == peer.group);
+        if let Some(group) = group
+            && group.bfd.enable
+            && let Some(ifindex) = peer.ifindex
+        {
+            if peer.bfd.is_none() {
+                peer.bfd = Some(BfdState::Down);
+            }
+            self.actions.push_back(Action::BfdAdd {
+                address,
+                ifindex,
+                local: peer.local,
+                settings: group.bfd,
+            });
+        }
         self.write_changes(changes, table);
         for afi in sweep {
             self.sweep(address, id, afi, table);
@@ -1060,7 +1154,25 @@ impl Core {
             .get(&address)
             .is_some_and(|p| p.conn.is_none() && p.stale_until.is_none())
             && let Some(peer) = self.peers.remove(&address)
-            && peer.watch.is_some_and(|w| w.state == Liveness::Unreachable)
+        {
+            self.forgotten(&peer, table);
+        }
+    }
+
+    /// What goes with a peer that leaves the table: its BFD session, its liveness watch.
+    fn forgotten(&mut self, peer: &Peer, table: &mut impl RouteTable) {
+        if peer.bfd.is_some()
+            && let Some(ifindex) = peer.ifindex
+        {
+            self.actions.push_back(Action::BfdRemove {
+                address: peer.address,
+                ifindex,
+            });
+        }
+        if peer
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.state == Liveness::Unreachable)
         {
             self.refresh_unreachable(table);
         }
@@ -1253,6 +1365,49 @@ impl Core {
         if changed {
             self.refresh_unreachable(table);
         }
+    }
+
+    /// BFD Down from a failure: the node's forwarding plane is gone, so its routes leave at
+    /// once, graceful restart or not (RFC 5882 4.3.1), and its session is closed with Cease
+    /// 10. AdminDown from the node is not a failure (RFC 5882 3.2): nothing changes.
+    fn on_bfd(
+        &mut self,
+        now: Instant,
+        address: IpAddr,
+        state: BfdState,
+        table: &mut impl RouteTable,
+    ) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(was) = peer.bfd else {
+            return;
+        };
+        if was != state {
+            peer.bfd = Some(state);
+            peer.bfd_transitions += 1;
+        }
+        if state != BfdState::Down || was != BfdState::Up {
+            return;
+        }
+        tracing::warn!(
+            peer = %peer.name, %address,
+            "BFD down: the node's routes leave the table and its session closes with Cease 10"
+        );
+        let id = peer.id;
+        peer.stale_until = None;
+        peer.stale_families.clear();
+        if let Some(conn) = peer.open() {
+            peer.closing = true;
+            self.actions.push_back(Action::Close {
+                conn,
+                cease: Cease::BfdDown,
+                keep_routes: false,
+            });
+        }
+        peer.since = now;
+        self.remove_peer_routes(id, table);
+        self.forget_if_idle(address, table);
     }
 
     /// Works out the unreachable gateways again and rewrites every route that has one of

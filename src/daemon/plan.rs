@@ -126,6 +126,7 @@ fn session_terms_differ(old: &NeighborGroup, new: &NeighborGroup) -> bool {
         hold_time,
         graceful_restart,
         liveness: _,
+        bfd: _,
     } = old;
     *range != new.range
         || *asn != new.asn

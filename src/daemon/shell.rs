@@ -17,8 +17,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing_subscriber::filter::Targets;
 
-use super::core::{Action, Core, Event, Offer, RouteTable};
+use super::core::{Action, BfdState, Core, Event, Offer, RouteTable};
 use super::plan::Plan;
+use crate::bfd;
 use crate::bgp::listener;
 use crate::bgp::peer::{self, ConnId, PeerCommand, PeerEvent};
 use crate::config::{Config, ListenAddr};
@@ -137,6 +138,8 @@ pub(super) struct Shell {
     pub(super) ra: ra::RaHandle,
     /// Liveness probes, and the answers to them.
     prober: liveness::Prober,
+    /// BFD, started when a group first needs it (it holds UDP port 3784), and its reports.
+    bfd: Option<(bfd::Handle, mpsc::UnboundedReceiver<bfd::Report>)>,
     answers: mpsc::Receiver<(std::net::IpAddr, Option<u32>)>,
     /// TCP-MD5 keys and GTSM settings, published to the listening sockets.
     security: watch::Sender<Arc<listener::Security>>,
@@ -234,6 +237,7 @@ impl Shell {
             ra,
             prober,
             answers,
+            bfd: None,
             security,
         })
     }
@@ -272,6 +276,7 @@ impl Shell {
                     let _ = reply.send(self.answer(&request));
                 }
                 Some(event) = self.kernel.recv() => self.on_kernel_event(event),
+                Some(report) = bfd_report(&mut self.bfd) => self.on_bfd_report(report),
                 Some((address, port)) = self.answers.recv() => {
                     self.handle(Instant::now(), Event::ProbeAnswered { address, port });
                 }
@@ -330,6 +335,21 @@ impl Shell {
                 // Not in the middle of a bulk load: at the next flush.
                 Action::DumpTable => self.dump_wanted = true,
                 Action::Probe { address, ifindex } => self.prober.probe(address, ifindex),
+                Action::BfdAdd {
+                    address,
+                    ifindex,
+                    local,
+                    settings,
+                } => {
+                    if let Some(bfd) = self.bfd() {
+                        bfd.add(address, ifindex, local, settings);
+                    }
+                }
+                Action::BfdRemove { address, ifindex } => {
+                    if let Some((bfd, _)) = &self.bfd {
+                        bfd.remove(address, ifindex);
+                    }
+                }
             }
         }
     }
@@ -360,7 +380,13 @@ impl Shell {
             fib: &mut self.fib,
             failures: &mut self.fib_failures,
         };
-        let offered = self.core.offer(now, Offer { address, scope }, &mut table);
+        let local = stream.local_addr().ok().map(|a| a.ip().to_canonical());
+        let offer = Offer {
+            address,
+            scope,
+            local,
+        };
+        let offered = self.core.offer(now, offer, &mut table);
         self.do_actions();
         if let Ok(setup) = offered {
             let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -372,6 +398,33 @@ impl Shell {
                 commands_rx,
             ));
         }
+    }
+
+    /// The BFD runtime, started on first use; `None` (logged) when it cannot start.
+    fn bfd(&mut self) -> Option<&bfd::Handle> {
+        if self.bfd.is_none() {
+            match bfd::Runtime::spawn() {
+                Ok(started) => self.bfd = Some(started),
+                Err(error) => {
+                    tracing::error!(%error, "cannot start BFD (UDP 3784): BFD sessions stay down");
+                    return None;
+                }
+            }
+        }
+        self.bfd.as_ref().map(|(handle, _)| handle)
+    }
+
+    fn on_bfd_report(&mut self, report: bfd::Report) {
+        let state = match report.event {
+            bfd::Event::Up => BfdState::Up,
+            bfd::Event::Down {
+                peer_admin_down: true,
+                ..
+            } => BfdState::AdminDown,
+            bfd::Event::Down { .. } => BfdState::Down,
+        };
+        let address = report.peer;
+        self.handle(Instant::now(), Event::Bfd { address, state });
     }
 
     fn on_peer_event(&mut self, event: PeerEvent) {
@@ -703,6 +756,16 @@ fn serve_metrics(
             tracing::error!(%listen, %error, "cannot serve metrics");
             None
         }
+    }
+}
+
+/// The next BFD report, if BFD runs.
+async fn bfd_report(
+    bfd: &mut Option<(bfd::Handle, mpsc::UnboundedReceiver<bfd::Report>)>,
+) -> Option<bfd::Report> {
+    match bfd {
+        Some((_, reports)) => reports.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -50,6 +50,7 @@ impl Shell {
                                 .as_ref()
                                 .and_then(|w| w.port)
                                 .and_then(interface_name),
+                            bfd: p.bfd,
                         }
                     })
                     .collect(),
@@ -112,6 +113,8 @@ impl Shell {
                         state: p.state(),
                         liveness: p.watch.as_ref().map(|w| w.state),
                         liveness_transitions: p.watch.as_ref().map_or(0, |w| w.transitions),
+                        bfd: p.bfd,
+                        bfd_transitions: p.bfd_transitions,
                         prefixes_received: p.announced,
                         prefixes_accepted: counts.received,
                         prefixes_installed: counts.installed,

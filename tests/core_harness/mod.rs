@@ -161,6 +161,7 @@ impl Harness {
         let offer = cilium_peer::daemon::core::Offer {
             address: address.parse().unwrap(),
             scope: None,
+            local: None,
         };
         let result = self.core.offer(self.now, offer, &mut self.table);
         self.drain();
