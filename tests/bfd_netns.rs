@@ -5,15 +5,15 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cilium_peer::bfd::socket::CONTROL_PORT;
 use cilium_peer::bfd::{Diag, Event, Handle, Packet, Report, Runtime, Settings, State, Status};
-use common::{BRIDGE, Lab, sh, wait_for};
+use common::bfdd::{BFDD, Bfdd};
+use common::{BRIDGE, Lab, wait_for};
 
-const BFDD: &str = "/usr/lib/frr/bfdd";
 const HOST_V6: &str = "2001:db8:1::1";
 const HOST_V4: &str = "192.0.2.1";
 const NODE_V6: &str = "2001:db8:1::11";
@@ -106,92 +106,6 @@ impl Ours {
             .iter()
             .find(|s| s.peer == peer)
             .map(|s| s.state)
-    }
-}
-
-/// bfdd in `ns`, peering with the host from the node's addresses, 300 ms x 3.
-struct Bfdd {
-    ns: String,
-    dir: PathBuf,
-}
-
-impl Bfdd {
-    fn config(peers: &[(&str, &str)]) -> String {
-        let mut c = String::from("bfd\n");
-        for (peer, local) in peers {
-            c += &format!(
-                " peer {peer} local-address {local}\n  receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n !\n"
-            );
-        }
-        c + "!\n"
-    }
-
-    fn start(lab: &mut Lab, ns: &str, peers: &[(&str, &str)]) -> Bfdd {
-        let dir = lab.dir.join(format!("bfdd-{ns}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("bfdd.conf"), Self::config(peers)).unwrap();
-        let bfdd = Bfdd {
-            ns: ns.to_string(),
-            dir,
-        };
-        bfdd.run(lab);
-        bfdd
-    }
-
-    fn run(&self, lab: &mut Lab) {
-        sh(&["chown", "-R", "frr:frr", self.dir.to_str().unwrap()]);
-        let conf = self.dir.join("bfdd.conf");
-        let pid = self.dir.join("bfdd.pid");
-        lab.spawn(
-            &self.ns,
-            "bfdd",
-            &[
-                BFDD,
-                "-f",
-                conf.to_str().unwrap(),
-                "-i",
-                pid.to_str().unwrap(),
-                "--vty_socket",
-                self.dir.to_str().unwrap(),
-                "-u",
-                "frr",
-                "-g",
-                "frr",
-            ],
-        );
-        wait_for("bfdd's vty socket", Duration::from_secs(10), || {
-            self.try_vtysh(lab, &["show bfd peers brief"])
-        });
-    }
-
-    fn try_vtysh(&self, lab: &Lab, commands: &[&str]) -> Option<String> {
-        let mut args = vec!["vtysh", "--vty_socket", self.dir.to_str().unwrap()];
-        for c in commands {
-            args.extend_from_slice(&["-c", c]);
-        }
-        let out = lab.try_exec(&self.ns, &args);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn vtysh(&self, lab: &Lab, commands: &[&str]) -> String {
-        self.try_vtysh(lab, commands)
-            .unwrap_or_else(|| panic!("vtysh {commands:?} failed"))
-    }
-
-    /// bfdd's status of its session with `peer` ("up", "down", "shutdown", ...).
-    fn status_of(&self, lab: &Lab, peer: &str) -> Option<String> {
-        let out = self.try_vtysh(lab, &["show bfd peers brief"])?;
-        out.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|w| w.len() >= 4 && w[2] == peer)
-            .map(|w| w[3].to_string())
-    }
-
-    fn peer_command(&self, lab: &Lab, peer: &str, local: &str, command: &str) {
-        let peer_line = format!("peer {peer} local-address {local}");
-        self.vtysh(lab, &["configure terminal", "bfd", &peer_line, command]);
     }
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the lab
 
+pub mod bfdd;
+
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
