@@ -55,8 +55,10 @@ pub fn spawn(answers: mpsc::Sender<(IpAddr, Option<u32>)>) -> io::Result<Prober>
     let (probes, mut requests) = mpsc::unbounded_channel::<(IpAddr, u32)>();
     tokio::spawn(async move {
         let mut ports = Ports::default();
-        // The bridge each probed node was asked on.
+        // The bridge each probed node was asked on, and the link-layer address it last
+        // answered with.
         let mut asked: HashMap<Ipv6Addr, u32> = HashMap::new();
+        let mut macs: HashMap<Ipv6Addr, Instant> = HashMap::new();
         let mut buffer = [0u8; 1500];
         loop {
             tokio::select! {
@@ -64,7 +66,11 @@ pub fn spawn(answers: mpsc::Sender<(IpAddr, Option<u32>)>) -> io::Result<Prober>
                     let Some((address, ifindex)) = request else { return };
                     if let IpAddr::V6(target) = address {
                         asked.insert(target, ifindex);
-                        let _ = solicit(socket.get_ref(), target, ifindex);
+                        // A unicast solicitation gets an answer without the node's
+                        // link-layer address (RFC 4861 7.2.4): ask the solicited-node
+                        // group while we do not know it, or not for long.
+                        let multicast = macs.get(&target).is_none_or(|t| t.elapsed() >= PORT_TTL);
+                        let _ = solicit(socket.get_ref(), target, ifindex, multicast);
                     }
                 }
                 ready = socket.readable() => {
@@ -75,6 +81,9 @@ pub fn spawn(answers: mpsc::Sender<(IpAddr, Option<u32>)>) -> io::Result<Prober>
                     let Some((target, mac)) = advertisement(&buffer[..len]) else { continue };
                     // Only what we asked: other advertisements on the link are not ours.
                     let Some(&bridge) = asked.get(&target) else { continue };
+                    if mac.is_some() {
+                        macs.insert(target, Instant::now());
+                    }
                     let port = mac.and_then(|mac| ports.of(bridge, mac));
                     if answers.send((IpAddr::V6(target), port)).await.is_err() {
                         return;
@@ -86,9 +95,10 @@ pub fn spawn(answers: mpsc::Sender<(IpAddr, Option<u32>)>) -> io::Result<Prober>
     Ok(Prober { probes })
 }
 
-/// One Neighbor Solicitation for `target`, unicast to it on `ifindex`, with our
-/// link-layer address so it can answer without resolving us first.
-fn solicit(socket: &Socket, target: Ipv6Addr, ifindex: u32) -> io::Result<usize> {
+/// One Neighbor Solicitation for `target` on `ifindex`, unicast to it or to its
+/// solicited-node multicast group, with our link-layer address so it can answer without
+/// resolving us first.
+fn solicit(socket: &Socket, target: Ipv6Addr, ifindex: u32, multicast: bool) -> io::Result<usize> {
     let mut message = vec![NEIGHBOR_SOLICITATION, 0, 0, 0, 0, 0, 0, 0];
     message.extend_from_slice(&target.octets());
     if let Some(mac) = mac_of(ifindex) {
@@ -98,6 +108,11 @@ fn solicit(socket: &Socket, target: Ipv6Addr, ifindex: u32) -> io::Result<usize>
     // The node is on-link on its bridge (its address is in a bridge prefix, or link-local
     // with the bridge as scope); a router on the way would lower the hop limit from 255 and
     // the node would drop the probe (RFC 4861 7.1.1).
+    if multicast {
+        socket.set_multicast_if_v6(ifindex)?;
+        let to = SocketAddrV6::new(solicited_node(target), 0, 0, ifindex);
+        return socket.send_to(&message, &to.into());
+    }
     let scope = if target.is_unicast_link_local() {
         ifindex
     } else {
@@ -105,6 +120,21 @@ fn solicit(socket: &Socket, target: Ipv6Addr, ifindex: u32) -> io::Result<usize>
     };
     let to = SocketAddrV6::new(target, 0, 0, scope);
     socket.send_to(&message, &to.into())
+}
+
+/// The solicited-node multicast address of `target` (RFC 4291 2.7.1).
+fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
+    let t = target.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from(t[14]) << 8 | u16::from(t[15]),
+    )
 }
 
 /// The target and target link-layer address of a Neighbor Advertisement.
@@ -213,6 +243,15 @@ mod tests {
         na.extend_from_slice(&[0; 16]);
         na.extend_from_slice(&[TARGET_LINK_LAYER_ADDRESS, 0, 1, 2, 3, 4, 5, 6]);
         assert_eq!(advertisement(&na), Some((Ipv6Addr::UNSPECIFIED, None)));
+    }
+
+    #[test]
+    fn the_solicited_node_group_takes_the_last_24_bits() {
+        let target: Ipv6Addr = "2001:db8:1::4:5611".parse().unwrap();
+        assert_eq!(
+            solicited_node(target),
+            "ff02::1:ff04:5611".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]

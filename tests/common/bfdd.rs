@@ -93,4 +93,3 @@ impl Bfdd {
         self.vtysh(lab, &["configure terminal", "bfd", &peer_line, command]);
     }
 }
-
