@@ -105,9 +105,76 @@ let
     };
   };
 
+  # Unset (null) keys are left out of the config: the daemon's defaults apply.
+  livenessOptions = {
+    options = {
+      enable = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = ''
+          Watch each node on its bridge and take its routes out of the table the moment it
+          stops answering (on by the daemon's default).
+        '';
+      };
+      interval_ms = mkOption {
+        type = types.nullOr (types.ints.between 50 60000);
+        default = null;
+        description = "One probe per node every this many milliseconds (default 400).";
+      };
+      multiplier = mkOption {
+        type = types.nullOr (types.ints.between 1 255);
+        default = null;
+        description = "Unanswered probes in a row that make a node unreachable (default 3).";
+      };
+    };
+  };
+
+  bfdOptions = {
+    options = {
+      enable = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = ''
+          BFD (RFC 5880/5881 single hop) with the group's nodes; BFD Down takes a node's
+          routes out at once (off by the daemon's default).
+        '';
+      };
+      min_tx_ms = mkOption {
+        type = types.nullOr (types.ints.between 10 60000);
+        default = null;
+        description = "Desired Min TX Interval once Up, in milliseconds (default 300).";
+      };
+      min_rx_ms = mkOption {
+        type = types.nullOr (types.ints.between 10 60000);
+        default = null;
+        description = "Required Min RX Interval, in milliseconds (default 300).";
+      };
+      multiplier = mkOption {
+        type = types.nullOr (types.ints.between 2 255);
+        default = null;
+        description = "Detect Mult (default 3).";
+      };
+      passive = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = "Send nothing until the node has sent (default false).";
+      };
+    };
+  };
+
   neighborOptions = {
     freeformType = settingsFormat.type;
     options = {
+      liveness = mkOption {
+        type = types.submodule livenessOptions;
+        default = { };
+        description = "Liveness of the group's nodes on their bridge.";
+      };
+      bfd = mkOption {
+        type = types.submodule bfdOptions;
+        default = { };
+        description = "BFD with the group's nodes.";
+      };
       name = mkOption {
         type = types.str;
         example = "cilium";

@@ -14,6 +14,10 @@ fn the_example_config_is_valid() {
     assert_eq!(config.neighbors[0].max_prefixes, Some(10000));
     assert_eq!(config.neighbors[0].max_prefixes_hold_s, 60);
     assert_eq!(config.kernel.max_paths, 64);
+    assert!(config.neighbors[0].liveness.enable);
+    assert_eq!(config.neighbors[0].liveness.interval_ms, 400);
+    assert!(!config.neighbors[0].bfd.enable);
+    assert_eq!(config.neighbors[0].bfd.min_tx_ms, 300);
     assert!(config.bridges.contains_key("vmbr-dev"));
 }
 

@@ -320,6 +320,9 @@ fn the_module_renders_the_seed_host_to_the_expected_config_and_unit() {
                 "max_prefixes": 10000,
                 "max_prefixes_hold_s": 60,
                 "ttl_security": false,
+                // Unset, so the daemon's defaults apply (liveness on, BFD off).
+                "liveness": {},
+                "bfd": {},
                 "import": [
                     { "prefix": "10.244.0.0/16", "max_length": 32 },
                     { "prefix": "fd00:ff00::/32", "max_length": 128 }
@@ -469,6 +472,18 @@ fn mistyped_options_and_contradictions_fail_evaluation() {
              [ { name = \"x\"; range = \"2001:db8::/64\"; asn = 65100; \
              password_file = /run/secrets/md5; } ]; }",
             "password_file",
+        ),
+        (
+            "{ services.ciliumPeer.settings.neighbors = \
+             [ { name = \"x\"; range = \"2001:db8::/64\"; asn = 65100; \
+             liveness.interval_ms = 10; } ]; }",
+            "liveness.interval_ms",
+        ),
+        (
+            "{ services.ciliumPeer.settings.neighbors = \
+             [ { name = \"x\"; range = \"2001:db8::/64\"; asn = 65100; \
+             bfd.multiplier = 1; } ]; }",
+            "bfd.multiplier",
         ),
     ] {
         let error = evaluate_err(&lib, faulty);
