@@ -238,3 +238,55 @@ fn bfd_down_from_frr_bfdd_takes_the_nodes_leg_out_and_it_returns_with_bfd() {
         (peer(&lab.show("peers"), "2001:db8:1::11")["bfd"] == "up").then_some(())
     });
 }
+
+#[test]
+fn probing_fifty_nodes_on_a_busy_bridge_never_flaps_a_healthy_node() {
+    let Some(mut lab) = lab("fifty nodes", &["ping"]) else {
+        return;
+    };
+    lab.start_cilium_peer(&host_config(
+        &lab,
+        &["[::]:179"],
+        "2001:db8:1::/64",
+        r#", "max_prefixes": 100"#,
+    ));
+    let nodes: Vec<String> = (1..=50u8)
+        .map(|n| {
+            let v6 = format!("2001:db8:1::2:{n:x}");
+            let ns = lab.node(&format!("n{n}"), &[&format!("{v6}/64")]);
+            let node = GoBgpNode::cilium(&format!("10.0.0.{n}"), "2001:db8:1::1", &v6);
+            lab.start_gobgp(&ns, &node);
+            ns
+        })
+        .collect();
+    for (n, ns) in nodes.iter().enumerate() {
+        lab.wait_gobgp_established(ns);
+        lab.announce(ns, &format!("10.244.{}.0/24", n + 1));
+        lab.announce(ns, LB);
+    }
+    wait_for("50 ECMP legs", Duration::from_secs(60), || {
+        (legs(&lab, LB).len() == 50).then_some(())
+    });
+    // A busy bridge: ten nodes pinging the host at 500 packets a second each, 1200 bytes.
+    for ns in &nodes[..10] {
+        lab.spawn(
+            ns,
+            &format!("ping-{ns}"),
+            &["ping", "-q", "-i", "0.002", "-s", "1200", "2001:db8:1::1"],
+        );
+    }
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until {
+        assert_eq!(legs(&lab, LB).len(), 50, "{}", lab.log("cilium-peer"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let peers = lab.show("peers");
+    let peers = peers.as_array().unwrap();
+    assert_eq!(peers.len(), 50);
+    assert!(
+        peers.iter().all(|p| p["liveness"] == "reachable"),
+        "{peers:?}"
+    );
+    let log = lab.log("cilium-peer");
+    assert!(!log.contains("does not answer"), "{log}");
+}
