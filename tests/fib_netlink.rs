@@ -4,6 +4,8 @@
 //! requests the kernel refuses, failure reports lost to a full socket buffer), in both
 //! modes. Needs root and iproute2; skips otherwise.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
@@ -32,12 +34,7 @@ struct Netns(String);
 
 impl Netns {
     fn new(tag: &str) -> Option<Netns> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP {tag}: needs root for network namespaces");
-            return None;
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            eprintln!("SKIP {tag}: iproute2 is not installed");
+        if common::skip_unless(tag, &["ip"]) {
             return None;
         }
         let name = format!("cpf{}{tag}", std::process::id() % 100_000);
@@ -404,7 +401,7 @@ fn churn_with_injected_failures(tag: &str, mode: Mode) {
         })
         .map_or((None, None, 0), |(t, w, o)| (Some(t), Some(w), o));
     let (Some(table), Some(wanted)) = (table, wanted) else {
-        eprintln!("SKIP {tag}: this kernel has no nexthop objects");
+        common::skip(tag, "this kernel has no nexthop objects");
         return;
     };
     assert!(!wanted.is_empty());

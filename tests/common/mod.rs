@@ -1,8 +1,13 @@
 //! Test lab: network namespaces joined by a hyphenated bridge, real GoBGP and BIRD peers,
 //! and the cilium-peer binary, all torn down on drop. Tests that need root or a package
-//! call `lab_or_skip` and return early with a printed reason when they cannot run.
+//! call `lab_or_skip` (or `skip`, see skip.rs): they return early with a printed, counted
+//! reason when they cannot run, and fail instead under CI.
 
 #![allow(dead_code)] // each test binary uses its own part of the lab
+
+mod skip;
+#[allow(unused_imports)] // each test binary uses its own part of the lab
+pub use skip::*;
 
 use std::fs;
 use std::path::PathBuf;
@@ -41,27 +46,12 @@ pub fn try_sh(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `None` (after printing why) when this machine cannot run namespace tests with `needs`.
+/// `None` (after `skip` says why) when this machine cannot run namespace tests with
+/// `needs`; under CI that fails the test instead.
 pub fn lab_or_skip(test: &str, needs: &[&str]) -> Option<Lab> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP {test}: needs root for network namespaces");
+    let programs: Vec<&str> = ["ip"].iter().chain(needs).copied().collect();
+    if skip_unless(test, &programs) {
         return None;
-    }
-    for program in ["ip"].iter().chain(needs) {
-        if !have(program) {
-            eprintln!(
-                "SKIP {test}: {program} is not installed (apt-get install gobgpd bird2 ndisc6 radvd)"
-            );
-            return None;
-        }
     }
     Some(Lab::new())
 }
