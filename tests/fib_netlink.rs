@@ -131,7 +131,7 @@ fn path(id: u32, ifindex: u32) -> Path {
 }
 
 fn pod(id: u32, i: u32) -> IpNet {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("10.{id}.{}.0/24", i / 2).parse().unwrap()
     } else {
         format!("fd00:{id}:{:x}::/64", i / 2).parse().unwrap()
@@ -139,7 +139,7 @@ fn pod(id: u32, i: u32) -> IpNet {
 }
 
 fn lb(i: u32) -> IpNet {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("198.51.100.{}/32", i / 2 + 1).parse().unwrap()
     } else {
         format!("2001:db8:ff::{:x}/128", i / 2 + 1).parse().unwrap()
