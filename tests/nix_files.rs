@@ -338,7 +338,8 @@ fn the_module_renders_the_seed_host_to_the_expected_config_and_unit() {
             "control_socket": "/run/cilium-peer/control.sock"
         })
     );
-    assert_eq!(result["package"], "cilium-peer-flake-package");
+    // The flake's module takes its package from the flake's overlay (nix/package.nix).
+    assert_eq!(result["package"], "callPackage-package.nix");
     assert_eq!(
         result["etc"],
         json!({
@@ -390,7 +391,7 @@ fn the_module_renders_the_seed_host_to_the_expected_config_and_unit() {
         (
             "ExecStart",
             json!(
-                "/nix/store/00000000000000000000000000000000-cilium-peer-flake-package\
+                "/nix/store/00000000000000000000000000000000-callPackage-package.nix\
                  /bin/cilium-peer run --config /etc/cilium-peer/config.json"
             ),
         ),
@@ -439,13 +440,13 @@ fn check_accepts(settings: &Value) {
 }
 
 #[test]
-fn the_module_on_its_own_defaults_to_building_this_repository() {
+fn the_module_on_its_own_takes_pkgs_cilium_peer_as_nixpkgs_modules_do() {
     if !have_nix_instantiate() {
         return;
     }
     let Some(lib) = nixpkgs_lib() else { return };
     let result = evaluate(&lib, "", false).unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(result["package"], "cilium-peer-module-default");
+    assert_eq!(result["package"], "cilium-peer-from-pkgs");
 }
 
 #[test]
