@@ -231,9 +231,7 @@ mod tests {
         value
     }
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
 
     #[test]
     fn an_ipv6_socket_takes_keys_for_ipv4_and_ipv6_ranges_and_lets_them_go() {
