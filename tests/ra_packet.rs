@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::net;
+
 use std::net::Ipv6Addr;
 use std::process::Command;
 
@@ -37,10 +39,6 @@ fn captured(file: &str, kind: &str) -> Vec<Vec<u8>> {
 
 const FULL: &str = include_str!("vectors/radvd-full.out");
 const DEFAULTS: &str = include_str!("vectors/radvd-defaults.out");
-
-fn net(s: &str) -> ipnet::Ipv6Net {
-    s.parse().unwrap()
-}
 
 fn addr(s: &str) -> Ipv6Addr {
     s.parse().unwrap()

@@ -4,6 +4,10 @@
 //! they cause, RFC 7606 treat-as-withdraw and attribute-discard vectors, and a sweep of
 //! truncated and mutated inputs that must never panic.
 
+mod common;
+
+use common::net;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cilium_peer::bgp::wire::{
@@ -11,7 +15,6 @@ use cilium_peer::bgp::wire::{
     Family, GracefulRestart, GracefulRestartFamily, Message, MpNextHop, MpReach, MpUnreach,
     Notification, Open, Origin, PathAttributes, RawAttribute, RouteRefresh, Update, decode, encode,
 };
-use ipnet::IpNet;
 
 const FOUR: Context = Context {
     four_octet_as: true,
@@ -68,10 +71,6 @@ fn as_update(message: Message) -> Update {
         Message::Update(u) => u,
         other => panic!("not an UPDATE: {other:?}"),
     }
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
 }
 
 fn v6(s: &str) -> Ipv6Addr {

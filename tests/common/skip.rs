@@ -5,7 +5,8 @@
 //! nothing. `skip_even_in_ci` is for the one thing CI cannot have (a nixpkgs checkout).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+
+use super::shell::have;
 
 /// The variable scripts/test sets to the file that collects the skips of a run.
 pub const SKIP_LOG: &str = "CILIUM_PEER_SKIPS";
@@ -41,15 +42,6 @@ fn record(test: &str, why: &str) {
             let _ = file.write_all(line.as_bytes());
         }
     }
-}
-
-/// Whether `program` is on PATH.
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// What keeps a namespace test needing `programs` from running here: not root, or the
