@@ -179,7 +179,9 @@ fn ttl_of_ip_header(header: &[u8]) -> Option<u8> {
     }
 }
 
-fn setsockopt<T>(
+/// setsockopt(2) with a `T` as the option's value: the crate's one wrapper, for the
+/// options nix and socket2 do not cover (also RA's ICMPv6 filter).
+pub(crate) fn setsockopt<T>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
