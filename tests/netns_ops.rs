@@ -78,15 +78,6 @@ fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
 
-/// `ip route` prints host routes without their length.
-fn full_prefix(dst: &str) -> String {
-    match (dst.contains('/'), dst.contains(':')) {
-        (true, _) => dst.to_string(),
-        (false, true) => format!("{dst}/128"),
-        (false, false) => format!("{dst}/32"),
-    }
-}
-
 /// Our routes in the kernel table: prefix -> sorted gateways.
 type Table = BTreeMap<String, Vec<String>>;
 
@@ -598,14 +589,7 @@ fn restart_keeps_the_routes(test: &str, signal: &str, persist: bool) {
         );
     }
     lab.wait_no_route("10.244.9.0/24");
-    wait_for("every route re-announced", Duration::from_secs(30), || {
-        let routes = lab.show("routes");
-        routes
-            .as_array()?
-            .iter()
-            .all(|r| r["adopted"] == false)
-            .then_some(())
-    });
+    lab.wait_none_adopted(Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
     let samples = sampler.stop();
 

@@ -28,15 +28,6 @@ fn config(lab: &Lab, kernel: Value) -> String {
     .to_string()
 }
 
-/// `ip route` prints host routes without their length.
-fn full_prefix(dst: &str) -> String {
-    match (dst.contains('/'), dst.contains(':')) {
-        (true, _) => dst.to_string(),
-        (false, true) => format!("{dst}/128"),
-        (false, false) => format!("{dst}/32"),
-    }
-}
-
 /// One route as the kernel lists it: protocol number, sorted gateways (or the route type
 /// when it has none).
 type Entry = (u32, Vec<String>);
@@ -306,14 +297,7 @@ fn routes_a_previous_version_left_under_protocol_196_are_adopted_and_moved_to_th
     );
     // The nodes come back; what no node announces any more goes at their End-of-RIB.
     wait_settled(&lab, PROTO, &learned());
-    wait_for("every route re-announced", Duration::from_secs(60), || {
-        let routes = lab.show("routes");
-        routes
-            .as_array()?
-            .iter()
-            .all(|r| r["adopted"] == false)
-            .then_some(())
-    });
+    lab.wait_none_adopted(Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(200));
     let samples = sampler.stop();
 

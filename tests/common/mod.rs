@@ -310,6 +310,18 @@ impl Lab {
         )
     }
 
+    /// Waits until `show routes` lists no route as adopted (each re-announced by its peer).
+    pub fn wait_none_adopted(&self, limit: Duration) {
+        wait_for("every route re-announced", limit, || {
+            let routes = self.show("routes");
+            routes
+                .as_array()?
+                .iter()
+                .all(|r| r["adopted"] == false)
+                .then_some(())
+        });
+    }
+
     pub fn wait_no_route(&self, prefix: &str) {
         wait_for(
             &format!("route {prefix} to leave table {TABLE}"),
@@ -558,6 +570,16 @@ pub fn host_config(lab: &Lab, listen: &[&str], range: &str, extra_group: &str) -
     let extra = serde_json::from_str(&["{", members, "}"].concat())
         .unwrap_or_else(|e| panic!("extra group members {extra_group:?}: {e}"));
     host_config_json(lab, listen, range, extra).to_string()
+}
+
+/// A destination as `ip route` prints it (host routes without their length), with its
+/// length.
+pub fn full_prefix(dst: &str) -> String {
+    match (dst.contains('/'), dst.contains(':')) {
+        (true, _) => dst.to_string(),
+        (false, true) => format!("{dst}/128"),
+        (false, false) => format!("{dst}/32"),
+    }
 }
 
 pub fn gateway(route: &Value) -> String {
