@@ -18,35 +18,41 @@
       systemOf = pkgs: pkgs.stdenv.hostPlatform.system;
     in
     {
-      packages = forAllSystems (pkgs: {
-        default = pkgs.callPackage ./nix/package.nix { };
-        cilium-peer = self.packages.${systemOf pkgs}.default;
-      });
-
+      # The one definition of the package: `pkgs.cilium-peer`, which the module's package
+      # option defaults to (lib.mkPackageOption).
       overlays.default = final: _prev: {
         cilium-peer = final.callPackage ./nix/package.nix { };
       };
 
-      # The module with its package defaulting to this flake's build: no overlay needed, so
-      # it works with a read-only pkgs (as in NixOS tests).
-      nixosModules.default =
-        { lib, pkgs, ... }:
+      packages = forAllSystems (
+        pkgs:
+        let
+          inherit (self.overlays.default pkgs pkgs) cilium-peer;
+        in
         {
-          imports = [ ./nix/module.nix ];
-          services.ciliumPeer.package = lib.mkIf (self.packages ? ${systemOf pkgs}) (
-            lib.mkDefault self.packages.${systemOf pkgs}.default
-          );
-        };
+          default = cilium-peer;
+          inherit cilium-peer;
+        }
+      );
+
+      # The module with the overlay that gives it its package.
+      nixosModules.default = {
+        imports = [ ./nix/module.nix ];
+        nixpkgs.overlays = [ self.overlays.default ];
+      };
 
       checks = forAllSystems (
         pkgs:
         let
+          # The test nodes' pkgs is read-only (no nixpkgs.overlays): they get one with the
+          # overlay already applied, and the module alone.
+          testPkgs = pkgs.extend self.overlays.default;
           runTest =
             test:
-            pkgs.testers.runNixOSTest (
+            testPkgs.testers.runNixOSTest (
               import test {
-                module = self.nixosModules.default;
-                package = self.packages.${systemOf pkgs}.default;
+                module = ./nix/module.nix;
+                package = testPkgs.cilium-peer;
               }
             );
         in

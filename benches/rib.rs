@@ -30,7 +30,7 @@ fn path(id: u32, attrs: &Arc<PathAttrs>) -> Path {
 }
 
 fn prefix(i: u32) -> IpNet {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let a = (10u32 << 24) | ((i / 2) << 6);
         IpNet::new(IpAddr::from(a.to_be_bytes()), 26).unwrap()
     } else {

@@ -40,6 +40,12 @@ let
         stubPackage name;
       mkShell = arguments: stubPackage "shell" // { inherit (arguments) packages; };
       testers.runNixOSTest = test: stubPackage "vm-test-${test.name}";
+      extend =
+        overlay:
+        let
+          previous = stubPackages system;
+        in
+        previous // overlay previous previous;
     };
 
   flake = import ../flake.nix;

@@ -1,6 +1,8 @@
 # Evaluates services.ciliumPeer with nixpkgs' lib alone, without nixpkgs or NixOS: the NixOS
 # options the module sets are declared here as stubs (with their real names, so a misspelt
-# one fails), and `pkgs` is a stub holding the few functions the module calls.
+# one fails), and `pkgs` is a stub holding the few functions the module calls, extended with
+# `nixpkgs.overlays` as NixOS does (the flake's module brings the overlay with the package;
+# the module alone takes `pkgs.cilium-peer` as nixpkgs would have it).
 # tests/nix_files.rs drives it:
 #   nix-instantiate --eval --strict --json nix/eval-module.nix \
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg modules '[ ./nix/examples/host.nix ]'
@@ -47,7 +49,7 @@ let
     system = "x86_64-linux";
   };
 
-  pkgs = {
+  basePkgs = {
     formats.json = _: {
       type = jsonValue;
       generate = name: _value: stubPackage name;
@@ -56,7 +58,7 @@ let
       name: _env: script:
       stubPackage name // { inherit script; };
     writeShellScript = name: text: stubPackage name // { inherit text; };
-    callPackage = _package: _args: stubPackage "cilium-peer-module-default";
+    callPackage = path: _args: stubPackage "callPackage-${baseNameOf path}";
     iproute2 = stubPackage "iproute2";
     stdenv = {
       hostPlatform = platform;
@@ -79,8 +81,24 @@ let
     default = [ ];
   };
 
+  applyOverlay =
+    final: previous: overlay:
+    previous // overlay final previous;
+
+  # `basePkgs` with these overlays applied, as nixpkgs applies `nixpkgs.overlays`.
+  withOverlays = overlays: lib.fix (final: lib.foldl' (applyOverlay final) basePkgs overlays);
+
+  # The module alone takes `pkgs.cilium-peer` as nixpkgs would hold it.
+  moduleAloneOverlays = lib.optional (!viaFlake) (
+    _final: _previous: { cilium-peer = stubPackage "cilium-peer-from-pkgs"; }
+  );
+
   nixosStubs = {
     options = {
+      nixpkgs.overlays = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
       assertions = mkOption {
         type = types.listOf types.unspecified;
         default = [ ];
@@ -158,9 +176,7 @@ let
   flake = import ../flake.nix;
 
   flakeOutputs = flake.outputs {
-    self = flakeOutputs // {
-      packages.${platform.system}.default = stubPackage "cilium-peer-flake-package";
-    };
+    self = flakeOutputs;
     nixpkgs = {
       inherit lib;
     };
@@ -172,7 +188,12 @@ let
     modules = [
       nixosStubs
       module
-      { _module.args.pkgs = pkgs; }
+      (
+        { config, ... }:
+        {
+          _module.args.pkgs = withOverlays (config.nixpkgs.overlays ++ moduleAloneOverlays);
+        }
+      )
     ]
     ++ modules;
   };

@@ -12,7 +12,6 @@
 let
   inherit (lib)
     literalExpression
-    literalMD
     mkEnableOption
     mkIf
     mkOption
@@ -457,12 +456,9 @@ in
   options.services.ciliumPeer = {
     enable = mkEnableOption "cilium-peer (BGP for Cilium nodes, RAs on bridges)";
 
-    package = mkOption {
-      type = types.package;
-      default = pkgs.callPackage ./package.nix { };
-      defaultText = literalMD "the flake's `packages.\${system}.default`";
-      description = "The cilium-peer package to run.";
-    };
+    # `pkgs.cilium-peer`: the flake's overlays.default adds it (nixosModules.default applies
+    # that overlay).
+    package = lib.mkPackageOption pkgs "cilium-peer" { };
 
     settings = mkOption {
       type = types.submodule settingsOptions;

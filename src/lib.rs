@@ -20,3 +20,21 @@ pub mod neighbor;
 pub mod policy;
 pub mod ra;
 pub mod rib;
+
+/// Helpers the unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A prefix (`IpNet`, `Ipv4Net`, `Ipv6Net`: whichever the caller wants) from a literal.
+    pub fn net<N: std::str::FromStr<Err: std::fmt::Debug>>(s: &str) -> N {
+        s.parse()
+            .unwrap_or_else(|e| panic!("{s:?} is not a prefix: {e:?}"))
+    }
+
+    /// A next hop via `gateway` on interface 7.
+    pub fn hop(gateway: &str) -> crate::rib::NextHop {
+        crate::rib::NextHop {
+            gateway: gateway.parse().unwrap(),
+            ifindex: Some(7),
+        }
+    }
+}

@@ -249,9 +249,7 @@ fn on_link(peer: &PeerLink, address: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }

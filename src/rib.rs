@@ -910,16 +910,7 @@ fn mark_stale_in<K>(table: &mut Table<K>, peer: PeerId, left: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
-
-    fn hop(gateway: &str) -> NextHop {
-        NextHop {
-            gateway: gateway.parse().unwrap(),
-            ifindex: Some(7),
-        }
-    }
+    use crate::testing::{hop, net};
 
     fn peer(id: PeerId, address: &str, router_id: &str, ebgp: bool) -> PeerInfo {
         PeerInfo {

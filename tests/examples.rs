@@ -78,10 +78,13 @@ fn run_refuses_a_bad_config_before_touching_anything() {
     let socket = dir.join("control.sock");
     std::fs::write(
         &bad,
-        format!(
-            r#"{{ "router_id": "192.0.2.1", "asn": 65100, "surprise": 1, "control_socket": "{}" }}"#,
-            socket.display()
-        ),
+        serde_json::json!({
+            "router_id": "192.0.2.1",
+            "asn": 65100,
+            "surprise": 1,
+            "control_socket": socket,
+        })
+        .to_string(),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cilium-peer"))

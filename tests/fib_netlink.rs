@@ -4,6 +4,8 @@
 //! requests the kernel refuses, failure reports lost to a full socket buffer), in both
 //! modes. Needs root and iproute2; skips otherwise.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
@@ -32,12 +34,7 @@ struct Netns(String);
 
 impl Netns {
     fn new(tag: &str) -> Option<Netns> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP {tag}: needs root for network namespaces");
-            return None;
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            eprintln!("SKIP {tag}: iproute2 is not installed");
+        if common::skip_unless(tag, &["ip"]) {
             return None;
         }
         let name = format!("cpf{}{tag}", std::process::id() % 100_000);
@@ -134,7 +131,7 @@ fn path(id: u32, ifindex: u32) -> Path {
 }
 
 fn pod(id: u32, i: u32) -> IpNet {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("10.{id}.{}.0/24", i / 2).parse().unwrap()
     } else {
         format!("fd00:{id}:{:x}::/64", i / 2).parse().unwrap()
@@ -142,7 +139,7 @@ fn pod(id: u32, i: u32) -> IpNet {
 }
 
 fn lb(i: u32) -> IpNet {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("198.51.100.{}/32", i / 2 + 1).parse().unwrap()
     } else {
         format!("2001:db8:ff::{:x}/128", i / 2 + 1).parse().unwrap()
@@ -404,7 +401,7 @@ fn churn_with_injected_failures(tag: &str, mode: Mode) {
         })
         .map_or((None, None, 0), |(t, w, o)| (Some(t), Some(w), o));
     let (Some(table), Some(wanted)) = (table, wanted) else {
-        eprintln!("SKIP {tag}: this kernel has no nexthop objects");
+        common::skip(tag, "this kernel has no nexthop objects");
         return;
     };
     assert!(!wanted.is_empty());

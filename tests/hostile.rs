@@ -18,29 +18,25 @@ use cilium_peer::bgp::wire::{
     PathAttributes, Update,
 };
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const HOSTILE_AS: u32 = 65200;
 const HOST: &str = "[2001:db8:1::1]:179";
 
 /// The host config: the GoBGP nodes' iBGP group and an eBGP group for the hostile peer.
 fn config(lab: &Lab, max_half_open: usize) -> String {
-    format!(
-        r#"{{
-  "router_id": "192.0.2.1",
-  "asn": 65100,
-  "listen": ["[::]:179"],
-  "kernel": {{ "table": {TABLE}, "persist": false }},
-  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
-  "neighbors": [
-    {{ "name": "cilium", "range": "2001:db8:1::/120", "asn": 65100 }},
-    {{ "name": "hostile", "range": "2001:db8:1::100/120", "asn": {HOSTILE_AS} }}
-  ],
-  "limits": {{ "max_half_open": {max_half_open} }},
-  "control_socket": "{}"
-}}"#,
-        lab.socket().display()
+    merged(
+        base_config(lab),
+        json!({
+            "kernel": { "persist": false },
+            "neighbors": [
+                group("cilium", "2001:db8:1::/120", json!({})),
+                group("hostile", "2001:db8:1::100/120", json!({ "asn": HOSTILE_AS })),
+            ],
+            "limits": { "max_half_open": max_half_open },
+        }),
     )
+    .to_string()
 }
 
 /// A TCP connection from `source` inside namespace `ns`: a thread joins the namespace,

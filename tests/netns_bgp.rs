@@ -6,18 +6,19 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::{Value, json};
 
 /// A lab running cilium-peer for `range`, with the given extra neighbor-group keys.
-fn lab_with_daemon(test: &str, range: &str, extra_group: &str) -> Option<Lab> {
+fn lab_with_daemon(test: &str, range: &str, extra_group: Value) -> Option<Lab> {
     let mut lab = lab_or_skip(test, &["gobgpd", "gobgp"])?;
-    let config = host_config(&lab, &["[::]:179"], range, extra_group);
+    let config = host_config_json(&lab, &["[::]:179"], range, extra_group).to_string();
     lab.start_cilium_peer(&config);
     Some(lab)
 }
 
 #[test]
 fn ipv4_and_ipv6_pod_cidrs_over_one_ipv6_session_land_in_the_table_the_ipv4_one_via_inet6() {
-    let Some(mut lab) = lab_with_daemon("ipv6 session", "2001:db8:1::/64", "") else {
+    let Some(mut lab) = lab_with_daemon("ipv6 session", "2001:db8:1::/64", json!({})) else {
         return;
     };
     let node = lab.cilium_node(1, true);
@@ -83,7 +84,7 @@ fn routes_added_before_the_session_is_up_still_arrive() {
 
 #[test]
 fn an_ipv4_session_installs_ipv6_routes_via_the_nodes_link_local_address() {
-    let Some(mut lab) = lab_with_daemon("ipv4 session", "192.0.2.0/24", "") else {
+    let Some(mut lab) = lab_with_daemon("ipv4 session", "192.0.2.0/24", json!({})) else {
         return;
     };
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
@@ -105,7 +106,7 @@ fn an_ipv4_session_installs_ipv6_routes_via_the_nodes_link_local_address() {
 #[test]
 fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing_leaves_the_other()
 {
-    let Some(mut lab) = lab_with_daemon("ecmp", "2001:db8:1::/64", "") else {
+    let Some(mut lab) = lab_with_daemon("ecmp", "2001:db8:1::/64", json!({})) else {
         return;
     };
     let a = lab.cilium_node(1, true);
@@ -156,7 +157,7 @@ fn two_nodes_announcing_the_same_load_balancer_ips_give_ecmp_and_one_withdrawing
 
 #[test]
 fn killing_a_node_without_graceful_restart_removes_its_routes_at_once() {
-    let Some(mut lab) = lab_with_daemon("node killed", "2001:db8:1::/64", "") else {
+    let Some(mut lab) = lab_with_daemon("node killed", "2001:db8:1::/64", json!({})) else {
         return;
     };
     let node = lab.cilium_node(1, false);
@@ -172,7 +173,7 @@ fn killing_a_node_without_graceful_restart_removes_its_routes_at_once() {
 #[test]
 fn a_connection_from_outside_every_range_gets_no_session() {
     // Only 2001:db8:1::100/120 may peer; the node is outside it.
-    let Some(mut lab) = lab_with_daemon("outside range", "2001:db8:1::100/120", "") else {
+    let Some(mut lab) = lab_with_daemon("outside range", "2001:db8:1::100/120", json!({})) else {
         return;
     };
     let node = lab.node("a", &["192.0.2.11/24", "2001:db8:1::11/64"]);
@@ -216,7 +217,7 @@ fn a_session_past_max_prefixes_is_closed_with_cease_1_its_routes_go_and_its_node
     let Some(mut lab) = lab_with_daemon(
         "max prefixes",
         "2001:db8:1::/64",
-        r#", "max_prefixes": 2, "max_prefixes_hold_s": 20"#,
+        json!({ "max_prefixes": 2, "max_prefixes_hold_s": 20 }),
     ) else {
         return;
     };

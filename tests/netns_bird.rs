@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 
 #[test]
 fn a_bird_node_over_ebgp_with_32_byte_next_hops_gets_its_routes_installed() {
@@ -13,10 +14,13 @@ fn a_bird_node_over_ebgp_with_32_byte_next_hops_gets_its_routes_installed() {
         return;
     };
     let node = lab.node("a", &["192.0.2.13/24", "2001:db8:1::13/64"]);
-    let config = host_config(&lab, &["[::]:179"], "2001:db8:1::/64", "").replace(
-        r#""range": "2001:db8:1::/64", "asn": 65100"#,
-        r#""range": "2001:db8:1::/64", "asn": 65200"#,
-    );
+    let config = host_config_json(
+        &lab,
+        &["[::]:179"],
+        "2001:db8:1::/64",
+        json!({ "asn": 65200 }),
+    )
+    .to_string();
     lab.start_cilium_peer(&config);
     lab.start_bird(
         &node,

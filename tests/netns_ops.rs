@@ -9,37 +9,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use common::*;
 
 const NODE_A: &str = "2001:db8:1::11";
 const NODE_B: &str = "2001:db8:1::12";
 
-/// A host config with these neighbor groups (name, range, extra keys).
-fn config(lab: &Lab, groups: &[(&str, &str, &str)], kernel: &str) -> String {
-    let groups: Vec<String> = groups
-        .iter()
-        .map(|(name, range, extra)| {
-            format!(r#"{{ "name": "{name}", "range": "{range}", "asn": 65100 {extra} }}"#)
-        })
-        .collect();
-    format!(
-        r#"{{
-  "router_id": "192.0.2.1",
-  "asn": 65100,
-  "listen": ["[::]:179"],
-  "kernel": {{ "table": {TABLE}, "multipath": true {kernel} }},
-  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
-  "neighbors": [ {groups} ],
-  "control_socket": "{socket}"
-}}"#,
-        groups = groups.join(", "),
-        socket = lab.socket().display()
-    )
+/// A host config with these neighbor groups, multipath on, and `extra` merged in (such as
+/// `{"kernel": {"persist": false}}`).
+fn config_json(lab: &Lab, groups: &[Value], extra: Value) -> Value {
+    let mut config = base_config(lab);
+    config["kernel"]["multipath"] = json!(true);
+    config["neighbors"] = json!(groups);
+    merged(config, extra)
+}
+
+/// [`config_json`] as text.
+fn config(lab: &Lab, groups: &[Value], extra: Value) -> String {
+    config_json(lab, groups, extra).to_string()
+}
+
+/// The one group most tests use: `cilium` over the bridge's IPv6 prefix.
+fn cilium() -> Value {
+    group("cilium", "2001:db8:1::/64", json!({}))
 }
 
 /// GoBGP as Cilium runs it on node `n` (`192.0.2.1n`, `2001:db8:1::1n`), to adjust
@@ -83,15 +78,6 @@ fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
 
-/// `ip route` prints host routes without their length.
-fn full_prefix(dst: &str) -> String {
-    match (dst.contains('/'), dst.contains(':')) {
-        (true, _) => dst.to_string(),
-        (false, true) => format!("{dst}/128"),
-        (false, false) => format!("{dst}/32"),
-    }
-}
-
 /// Our routes in the kernel table: prefix -> sorted gateways.
 type Table = BTreeMap<String, Vec<String>>;
 
@@ -119,43 +105,9 @@ fn kernel_table(host: &str) -> Option<Table> {
 }
 
 /// Samples the kernel table every 50 ms in the background; `stop` returns every sample.
-struct Sampler {
-    running: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Table>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(lab: &Lab) -> Sampler {
-        let running = Arc::new(AtomicBool::new(true));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let host = lab.host.clone();
-        let thread = {
-            let running = running.clone();
-            let samples = samples.clone();
-            std::thread::spawn(move || {
-                while running.load(Ordering::SeqCst) {
-                    if let Some(table) = kernel_table(&host) {
-                        samples.lock().unwrap().push(table);
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        };
-        Sampler {
-            running,
-            samples,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) -> Vec<Table> {
-        self.running.store(false, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        std::mem::take(&mut self.samples.lock().unwrap())
-    }
+fn sample_table(lab: &Lab) -> Sampler<Table> {
+    let host = lab.host.clone();
+    Sampler::start(Duration::from_millis(50), move || kernel_table(&host))
 }
 
 /// Panics unless every sample holds every prefix in `always`.
@@ -193,9 +145,9 @@ fn a_reload_adding_a_second_range_keeps_the_session_and_its_routes_and_a_broken_
     let Some(mut lab) = lab_or_skip("reload keeps session", &["gobgpd", "gobgp"]) else {
         return;
     };
-    let cilium = ("cilium", "2001:db8:1::/64", "");
-    let other = ("other", "2001:db8:2::/64", "");
-    lab.start_cilium_peer(&config(&lab, &[cilium], ""));
+    let cilium = cilium();
+    let other = group("other", "2001:db8:2::/64", json!({}));
+    lab.start_cilium_peer(&config(&lab, std::slice::from_ref(&cilium), json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.announce(&a, "fd00:ff00:1::/64");
@@ -205,15 +157,19 @@ fn a_reload_adding_a_second_range_keeps_the_session_and_its_routes_and_a_broken_
     let gobgp_log = format!("gobgpd-{a}");
     assert_eq!(count(&lab.log(&gobgp_log), "Peer Up"), 1);
 
-    let sampler = Sampler::start(&lab);
+    let sampler = sample_table(&lab);
     // A second range.
-    lab.write("config.json", &config(&lab, &[cilium, other], ""));
+    lab.write("config.json", &config(&lab, &[cilium, other], json!({})));
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 1);
     // A broken file that, were it applied, would remove the node's range.
     lab.write(
         "config.json",
-        &config(&lab, &[("other", "2001:db8:2::/129", "")], ""),
+        &config(
+            &lab,
+            &[group("other", "2001:db8:2::/129", json!({}))],
+            json!({}),
+        ),
     );
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "reload refused", 1);
@@ -254,12 +210,12 @@ fn a_reload_changing_only_the_import_list_keeps_the_session_and_refilters_by_rou
     let Some(mut lab) = lab_or_skip("reload import", &["gobgpd", "gobgp"]) else {
         return;
     };
-    let only_244 = (
+    let only_244 = group(
         "cilium",
         "2001:db8:1::/64",
-        r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 } ]"#,
+        json!({ "import": [{ "prefix": "10.244.0.0/16", "max_length": 24 }] }),
     );
-    lab.start_cilium_peer(&config(&lab, &[only_244], ""));
+    lab.start_cilium_peer(&config(&lab, &[only_244], json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.announce(&a, "10.245.1.0/24");
@@ -267,12 +223,12 @@ fn a_reload_changing_only_the_import_list_keeps_the_session_and_refilters_by_rou
     let up_since = gobgp_uptime(&lab, &a);
     assert!(lab.route("10.245.1.0/24").is_none());
 
-    let only_245 = (
+    let only_245 = group(
         "cilium",
         "2001:db8:1::/64",
-        r#", "import": [ { "prefix": "10.245.0.0/16", "max_length": 24 } ]"#,
+        json!({ "import": [{ "prefix": "10.245.0.0/16", "max_length": 24 }] }),
     );
-    lab.reload_cilium_peer(&config(&lab, &[only_245], ""));
+    lab.reload_cilium_peer(&config(&lab, &[only_245], json!({})));
     lab.wait_route("10.245.1.0/24");
     lab.wait_no_route("10.244.1.0/24");
     assert!(gobgp_established(&lab, &a));
@@ -291,7 +247,7 @@ fn a_reload_changing_its_group_closes_with_cease_6_and_removing_its_range_with_c
     let Some(mut lab) = lab_or_skip("reload closes session", &["gobgpd", "gobgp"]) else {
         return;
     };
-    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    lab.start_cilium_peer(&config(&lab, &[cilium()], json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.announce(&a, "fd00:ff00:1::/64");
@@ -301,8 +257,8 @@ fn a_reload_changing_its_group_closes_with_cease_6_and_removing_its_range_with_c
 
     // A group changed in what goes into OPEN (here its hold time): Cease, other
     // configuration change.
-    let changed = ("cilium", "2001:db8:1::/64", r#", "hold_time": 30"#);
-    lab.write("config.json", &config(&lab, &[changed], ""));
+    let changed = group("cilium", "2001:db8:1::/64", json!({ "hold_time": 30 }));
+    lab.write("config.json", &config(&lab, &[changed], json!({})));
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, &gobgp_log, "Subcode=6", 1);
     assert!(
@@ -317,7 +273,11 @@ fn a_reload_changing_its_group_closes_with_cease_6_and_removing_its_range_with_c
     // Its range removed: Cease, peer de-configured; its routes go, its reconnects are refused.
     lab.write(
         "config.json",
-        &config(&lab, &[("other", "2001:db8:2::/64", "")], ""),
+        &config(
+            &lab,
+            &[group("other", "2001:db8:2::/64", json!({}))],
+            json!({}),
+        ),
     );
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, &gobgp_log, "Subcode=3", 1);
@@ -341,7 +301,7 @@ fn a_reload_removing_the_range_of_a_node_away_in_graceful_restart_removes_its_ke
     let Some(mut lab) = lab_or_skip("reload stale", &["gobgpd", "gobgp"]) else {
         return;
     };
-    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    lab.start_cilium_peer(&config(&lab, &[cilium()], json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.wait_route("10.244.1.0/24");
@@ -351,7 +311,11 @@ fn a_reload_removing_the_range_of_a_node_away_in_graceful_restart_removes_its_ke
     });
     lab.write(
         "config.json",
-        &config(&lab, &[("other", "2001:db8:2::/64", "")], ""),
+        &config(
+            &lab,
+            &[group("other", "2001:db8:2::/64", json!({}))],
+            json!({}),
+        ),
     );
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 1);
@@ -365,8 +329,8 @@ fn a_reload_starts_and_stops_listening_addresses_and_keeps_established_sessions(
     let Some(mut lab) = lab_or_skip("reload listen", &["gobgpd", "gobgp", "ss"]) else {
         return;
     };
-    let cilium = [("cilium", "2001:db8:1::/64", "")];
-    lab.start_cilium_peer(&config(&lab, &cilium, ""));
+    let cilium = [cilium()];
+    lab.start_cilium_peer(&config(&lab, &cilium, json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.wait_route("10.244.1.0/24");
@@ -382,17 +346,12 @@ fn a_reload_starts_and_stops_listening_addresses_and_keeps_established_sessions(
         ports
     };
     assert_eq!(listening(&lab), vec!["179"]);
-    let listen = |ports: &str| {
-        config(&lab, &cilium, "").replace(
-            r#""listen": ["[::]:179"]"#,
-            &format!(r#""listen": [{ports}]"#),
-        )
-    };
-    lab.write("config.json", &listen(r#""[::]:179", "[::]:1790""#));
+    let listen = |ports: &[&str]| config(&lab, &cilium, json!({ "listen": ports }));
+    lab.write("config.json", &listen(&["[::]:179", "[::]:1790"]));
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 1);
     assert_eq!(listening(&lab), vec!["179", "1790"]);
-    lab.write("config.json", &listen(r#""[::]:1790""#));
+    lab.write("config.json", &listen(&["[::]:1790"]));
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 2);
     wait_for("port 179 to close", Duration::from_secs(5), || {
@@ -407,8 +366,8 @@ fn a_reload_capping_max_paths_at_one_leaves_the_lowest_router_id_on_a_load_balan
     let Some(mut lab) = lab_or_skip("reload max paths", &["gobgpd", "gobgp"]) else {
         return;
     };
-    let cilium = [("cilium", "2001:db8:1::/64", "")];
-    lab.start_cilium_peer(&config(&lab, &cilium, ""));
+    let cilium = [cilium()];
+    lab.start_cilium_peer(&config(&lab, &cilium, json!({})));
     let a = lab.cilium_node(1, true);
     let b = lab.cilium_node(2, true);
     for ns in [&a, &b] {
@@ -421,7 +380,10 @@ fn a_reload_capping_max_paths_at_one_leaves_the_lowest_router_id_on_a_load_balan
     wait_for("two next hops", Duration::from_secs(30), || {
         (legs(&lab) == Some(2)).then_some(())
     });
-    lab.write("config.json", &config(&lab, &cilium, r#", "max_paths": 1"#));
+    lab.write(
+        "config.json",
+        &config(&lab, &cilium, json!({ "kernel": { "max_paths": 1 } })),
+    );
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 1);
     wait_for("one next hop", Duration::from_secs(10), || {
@@ -439,17 +401,14 @@ fn a_reload_changing_the_kernel_table_moves_our_routes() {
     let Some(mut lab) = lab_or_skip("reload table", &["gobgpd", "gobgp"]) else {
         return;
     };
-    let cilium = [("cilium", "2001:db8:1::/64", "")];
-    lab.start_cilium_peer(&config(&lab, &cilium, ""));
+    let cilium = [cilium()];
+    lab.start_cilium_peer(&config(&lab, &cilium, json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.announce(&a, "fd00:ff00:1::/64");
     lab.wait_route("10.244.1.0/24");
     lab.wait_route("fd00:ff00:1::/64");
-    let moved = config(&lab, &cilium, "").replace(
-        &format!(r#""table": {TABLE}"#),
-        &format!(r#""table": {}"#, TABLE + 1),
-    );
+    let moved = config(&lab, &cilium, json!({ "kernel": { "table": TABLE + 1 } }));
     lab.write("config.json", &moved);
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 1);
@@ -481,7 +440,7 @@ fn a_killed_graceful_restart_node_keeps_its_routes_until_it_returns_and_what_it_
     let Some(mut lab) = lab_or_skip("node graceful restart", &["gobgpd", "gobgp"]) else {
         return;
     };
-    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    lab.start_cilium_peer(&config(&lab, &[cilium()], json!({})));
     let a = lab.cilium_node(1, true);
     let kept = ["10.244.1.0/24", "fd00:ff00:1::/64"];
     let dropped = ["10.244.2.0/24", "fd00:ff00:2::/64"];
@@ -492,7 +451,7 @@ fn a_killed_graceful_restart_node_keeps_its_routes_until_it_returns_and_what_it_
         lab.wait_route(prefix);
     }
 
-    let sampler = Sampler::start(&lab);
+    let sampler = sample_table(&lab);
     lab.stop(&format!("gobgpd-{a}"), "KILL");
     wait_for("the node to be Stale", Duration::from_secs(10), || {
         (peer_named(&lab.show("peers"), "cilium1")["state"] == "Stale").then_some(())
@@ -537,7 +496,7 @@ fn a_killed_graceful_restart_node_that_does_not_return_loses_its_routes_when_its
     let Some(mut lab) = lab_or_skip("restart time", &["gobgpd", "gobgp"]) else {
         return;
     };
-    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    lab.start_cilium_peer(&config(&lab, &[cilium()], json!({})));
     let mut node = gobgp_node(1);
     node.restart_time = 3;
     let a = lab.node("1", &["192.0.2.11/24", "2001:db8:1::11/64"]);
@@ -565,11 +524,15 @@ fn a_killed_graceful_restart_node_that_does_not_return_loses_its_routes_when_its
 
 /// Restarts cilium-peer with `signal` while the table is sampled: the learned routes never
 /// leave it, the sessions come back, and a route withdrawn meanwhile goes at End-of-RIB.
-fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
+fn restart_keeps_the_routes(test: &str, signal: &str, persist: bool) {
     let Some(mut lab) = lab_or_skip(test, &["gobgpd", "gobgp"]) else {
         return;
     };
-    let host_config = config(&lab, &[("cilium", "2001:db8:1::/64", "")], kernel);
+    let host_config = config(
+        &lab,
+        &[cilium()],
+        json!({ "kernel": { "persist": persist } }),
+    );
     lab.start_cilium_peer(&host_config);
     let a = lab.cilium_node(1, true);
     let b = lab.cilium_node(2, true);
@@ -598,7 +561,7 @@ fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
     );
     let before = kernel_table(&lab.host).unwrap();
 
-    let sampler = Sampler::start(&lab);
+    let sampler = sample_table(&lab);
     std::thread::sleep(Duration::from_millis(300));
     lab.stop("cilium-peer", signal);
     lab.withdraw(&a, "10.244.9.0/24");
@@ -626,14 +589,7 @@ fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
         );
     }
     lab.wait_no_route("10.244.9.0/24");
-    wait_for("every route re-announced", Duration::from_secs(30), || {
-        let routes = lab.show("routes");
-        routes
-            .as_array()?
-            .iter()
-            .all(|r| r["adopted"] == false)
-            .then_some(())
-    });
+    lab.wait_none_adopted(Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
     let samples = sampler.stop();
 
@@ -671,13 +627,13 @@ fn restart_keeps_the_routes(test: &str, signal: &str, kernel: &str) {
 
 #[test]
 fn restarting_cilium_peer_with_sigusr2_never_takes_the_learned_routes_out_of_the_table() {
-    restart_keeps_the_routes("restart with SIGUSR2", "USR2", r#", "persist": false"#);
+    restart_keeps_the_routes("restart with SIGUSR2", "USR2", false);
 }
 
 #[test]
 fn stopping_and_starting_cilium_peer_with_persist_never_takes_the_learned_routes_out_of_the_table()
 {
-    restart_keeps_the_routes("restart with SIGTERM", "TERM", r#", "persist": true"#);
+    restart_keeps_the_routes("restart with SIGTERM", "TERM", true);
 }
 
 #[test]
@@ -687,8 +643,8 @@ fn adopted_routes_whose_node_does_not_come_back_go_when_the_grace_time_ends() {
     };
     let host_config = config(
         &lab,
-        &[("cilium", "2001:db8:1::/64", "")],
-        r#", "persist": true, "adopt_grace_s": 3"#,
+        &[cilium()],
+        json!({ "kernel": { "persist": true, "adopt_grace_s": 3 } }),
     );
     lab.start_cilium_peer(&host_config);
     let a = lab.cilium_node(1, true);
@@ -723,7 +679,7 @@ fn show_peers_and_show_routes_as_json_match_gobgp_and_the_kernel_table() {
     let Some(mut lab) = lab_or_skip("show json", &["gobgpd", "gobgp"]) else {
         return;
     };
-    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    lab.start_cilium_peer(&config(&lab, &[cilium()], json!({})));
     let a = lab.cilium_node(1, true);
     let b = lab.cilium_node(2, true);
     for prefix in ["10.244.1.0/24", "fd00:ff00:1::/64", "198.51.100.7/32"] {
@@ -809,7 +765,7 @@ fn routes_of_ours_deleted_or_changed_behind_our_back_are_put_back_and_foreign_ro
     let Some(mut lab) = lab_or_skip("repair", &["gobgpd", "gobgp"]) else {
         return;
     };
-    lab.start_cilium_peer(&config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""));
+    lab.start_cilium_peer(&config(&lab, &[cilium()], json!({})));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.announce(&a, "fd00:ff00:1::/64");
@@ -925,15 +881,24 @@ fn the_metrics_endpoint_answers_with_the_documented_names() {
     let Some(mut lab) = lab_or_skip("metrics", &["gobgpd", "gobgp"]) else {
         return;
     };
-    let metrics = r#", "metrics": { "listen": "[::1]:9179" } }"#;
-    let with_metrics = |lab: &Lab, groups: &[(&str, &str, &str)]| {
-        let text = config(lab, groups, "");
-        format!("{}{metrics}", text.trim_end().strip_suffix('}').unwrap())
+    let with_metrics = |lab: &Lab, groups: &[Value]| {
+        config(
+            lab,
+            groups,
+            json!({ "metrics": { "listen": "[::1]:9179" } }),
+        )
     };
-    lab.start_cilium_peer(&with_metrics(
-        &lab,
-        &[("cilium", "2001:db8:1::/64", r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 }, { "prefix": "fd00:ff00::/32", "max_length": 64 } ]"#)],
-    ));
+    let imports = || {
+        group(
+            "cilium",
+            "2001:db8:1::/64",
+            json!({ "import": [
+                { "prefix": "10.244.0.0/16", "max_length": 24 },
+                { "prefix": "fd00:ff00::/32", "max_length": 64 },
+            ] }),
+        )
+    };
+    lab.start_cilium_peer(&with_metrics(&lab, &[imports()]));
     let a = lab.cilium_node(1, true);
     lab.announce(&a, "10.244.1.0/24");
     lab.announce(&a, "fd00:ff00:1::/64");
@@ -953,13 +918,7 @@ fn the_metrics_endpoint_answers_with_the_documented_names() {
     lab.write("config.json", "{");
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "reload refused", 1);
-    lab.write(
-        "config.json",
-        &with_metrics(
-            &lab,
-            &[("cilium", "2001:db8:1::/64", r#", "import": [ { "prefix": "10.244.0.0/16", "max_length": 24 }, { "prefix": "fd00:ff00::/32", "max_length": 64 } ]"#)],
-        ),
-    );
+    lab.write("config.json", &with_metrics(&lab, &[imports()]));
     lab.signal("cilium-peer", "HUP");
     wait_log(&lab, "cilium-peer", "config reloaded", 1);
 
@@ -1069,7 +1028,7 @@ fn systemd_hears_ready_watchdog_pings_reloading_and_stopping() {
     let notify = format!("NOTIFY_SOCKET={}", path.display());
     // WatchdogSec=0.4s: a ping every 0.2 s.
     lab.start_cilium_peer_with_env(
-        &config(&lab, &[("cilium", "2001:db8:1::/64", "")], ""),
+        &config(&lab, &[cilium()], json!({})),
         &[&notify, "WATCHDOG_USEC=400000"],
     );
     let pings = || {

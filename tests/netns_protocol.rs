@@ -8,40 +8,24 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use common::*;
 
 const OLD_DEFAULT: u32 = 196;
 
-/// A host config; `kernel` is spliced into the `kernel` object.
-fn config(lab: &Lab, kernel: &str) -> String {
-    format!(
-        r#"{{
-  "router_id": "192.0.2.1",
-  "asn": 65100,
-  "listen": ["[::]:179"],
-  "kernel": {{ "table": {TABLE}, "multipath": true, "persist": true {kernel} }},
-  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
-  "neighbors": [ {{ "name": "cilium", "range": "2001:db8:1::/64", "asn": 65100 }} ],
-  "control_socket": "{socket}"
-}}"#,
-        socket = lab.socket().display()
+/// A host config, multipath and persist on, with `kernel` merged into the `kernel` object.
+fn config(lab: &Lab, kernel: Value) -> String {
+    merged(
+        base_config(lab),
+        json!({
+            "kernel": merged(json!({ "multipath": true, "persist": true }), kernel),
+            "neighbors": [group("cilium", "2001:db8:1::/64", json!({}))],
+        }),
     )
-}
-
-/// `ip route` prints host routes without their length.
-fn full_prefix(dst: &str) -> String {
-    match (dst.contains('/'), dst.contains(':')) {
-        (true, _) => dst.to_string(),
-        (false, true) => format!("{dst}/128"),
-        (false, false) => format!("{dst}/32"),
-    }
+    .to_string()
 }
 
 /// One route as the kernel lists it: protocol number, sorted gateways (or the route type
@@ -95,54 +79,9 @@ fn under(table: &Table, protocol: u32) -> BTreeMap<String, Vec<String>> {
 
 /// Samples our table as fast as `ip` answers, in the background; `stop` returns every
 /// sample.
-struct Sampler {
-    running: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Table>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(lab: &Lab) -> Sampler {
-        let running = Arc::new(AtomicBool::new(true));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let host = lab.host.clone();
-        let thread = {
-            let running = running.clone();
-            let samples = samples.clone();
-            std::thread::spawn(move || {
-                while running.load(Ordering::SeqCst) {
-                    if let Some(table) = table_of(&host, TABLE) {
-                        samples.lock().unwrap().push(table);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        };
-        Sampler {
-            running,
-            samples,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits until `more` samples beyond those taken so far are in (however slowly `ip`
-    /// answers on a loaded machine).
-    fn wait_more(&self, more: usize) {
-        let goal = self.samples.lock().unwrap().len() + more;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while self.samples.lock().unwrap().len() < goal {
-            assert!(std::time::Instant::now() < deadline, "the sampler is stuck");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn stop(mut self) -> Vec<Table> {
-        self.running.store(false, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        std::mem::take(&mut self.samples.lock().unwrap())
-    }
+fn sample_table(lab: &Lab) -> Sampler<Table> {
+    let host = lab.host.clone();
+    Sampler::start(Duration::from_millis(5), move || table_of(&host, TABLE))
 }
 
 /// Panics unless every sample holds each prefix of `always` with these gateways, under
@@ -234,7 +173,7 @@ fn routes_a_previous_version_left_under_protocol_196_are_adopted_and_moved_to_th
         return;
     };
     // The previous version: the old default number.
-    lab.start_cilium_peer(&config(&lab, &format!(r#", "protocol": {OLD_DEFAULT}"#)));
+    lab.start_cilium_peer(&config(&lab, json!({ "protocol": OLD_DEFAULT })));
     let (a, _b) = two_nodes_announcing(&mut lab);
     // Withdrawn while cilium-peer is away: the new run must remove it at End-of-RIB.
     lab.announce(&a, "10.244.9.0/24");
@@ -340,9 +279,9 @@ fn routes_a_previous_version_left_under_protocol_196_are_adopted_and_moved_to_th
     );
 
     // The new version, with the new default number.
-    let sampler = Sampler::start(&lab);
+    let sampler = sample_table(&lab);
     sampler.wait_more(12);
-    lab.start_cilium_peer(&config(&lab, ""));
+    lab.start_cilium_peer(&config(&lab, json!({})));
     // Moved at once, before any node is back: adopted, under the new number.
     let now = table_of(&lab.host, TABLE).unwrap();
     assert_eq!(under(&now, PROTO), before, "{now:?}");
@@ -358,14 +297,7 @@ fn routes_a_previous_version_left_under_protocol_196_are_adopted_and_moved_to_th
     );
     // The nodes come back; what no node announces any more goes at their End-of-RIB.
     wait_settled(&lab, PROTO, &learned());
-    wait_for("every route re-announced", Duration::from_secs(60), || {
-        let routes = lab.show("routes");
-        routes
-            .as_array()?
-            .iter()
-            .all(|r| r["adopted"] == false)
-            .then_some(())
-    });
+    lab.wait_none_adopted(Duration::from_secs(60));
     sampler.wait_more(12);
     let samples = sampler.stop();
 
@@ -428,14 +360,14 @@ fn a_reload_changing_kernel_protocol_moves_our_routes_to_the_new_number_in_place
         return;
     };
     let new = PROTO + 1;
-    lab.start_cilium_peer(&config(&lab, ""));
+    lab.start_cilium_peer(&config(&lab, json!({})));
     let (a, b) = two_nodes_announcing(&mut lab);
     wait_settled(&lab, PROTO, &learned());
     let sessions = lab.show("peers");
 
-    let sampler = Sampler::start(&lab);
+    let sampler = sample_table(&lab);
     sampler.wait_more(12);
-    lab.reload_cilium_peer(&config(&lab, &format!(r#", "protocol": {new}"#)));
+    lab.reload_cilium_peer(&config(&lab, json!({ "protocol": new })));
     wait_settled(&lab, new, &learned());
     sampler.wait_more(12);
     let samples = sampler.stop();

@@ -8,26 +8,18 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::{Value, json};
 
-/// A host config listening on `[::]:179` with these neighbor groups (JSON objects).
-fn config(lab: &Lab, groups: &[String]) -> String {
-    format!(
-        r#"{{
-  "router_id": "192.0.2.1",
-  "asn": 65100,
-  "listen": ["[::]:179"],
-  "kernel": {{ "table": {TABLE}, "persist": false }},
-  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
-  "neighbors": [ {} ],
-  "control_socket": "{}"
-}}"#,
-        groups.join(", "),
-        lab.socket().display()
+/// A host config listening on `[::]:179` with these neighbor groups (see `group`).
+fn config_json(lab: &Lab, groups: &[Value]) -> Value {
+    merged(
+        base_config(lab),
+        json!({ "kernel": { "persist": false }, "neighbors": groups }),
     )
 }
 
-fn group(name: &str, range: &str, extra: &str) -> String {
-    format!(r#"{{ "name": "{name}", "range": "{range}", "asn": 65100 {extra} }}"#)
+fn config(lab: &Lab, groups: &[Value]) -> String {
+    config_json(lab, groups).to_string()
 }
 
 /// Addresses of the sessions `show peers` lists, with their state.
@@ -128,23 +120,15 @@ fn tcp_md5_keys_cover_whole_ipv6_and_ipv4_ranges_and_wrong_or_missing_keys_get_n
         return;
     };
     let key = lab.write("md5.key", "s3cret-key\n");
-    let key = key.display();
+    let key = key.display().to_string();
     let v6 = lab.node("a", &["2001:db8:1::11/64"]);
     let v4 = lab.node("b", &["192.0.2.12/24"]);
     let v6_wrong = lab.node("c", &["2001:db8:1::13/64"]);
     let v4_none = lab.node("d", &["192.0.2.14/24"]);
     let v4_wrong = lab.node("e", &["192.0.2.15/24"]);
     let groups = [
-        group(
-            "six",
-            "2001:db8:1::/64",
-            &format!(r#", "password_file": "{key}""#),
-        ),
-        group(
-            "four",
-            "192.0.2.0/24",
-            &format!(r#", "password_file": "{key}""#),
-        ),
+        group("six", "2001:db8:1::/64", json!({ "password_file": key })),
+        group("four", "192.0.2.0/24", json!({ "password_file": key })),
     ];
     lab.start_cilium_peer(&config(&lab, &groups));
     assert!(
@@ -238,7 +222,7 @@ fn a_reload_changes_and_removes_keys_on_the_live_listening_socket() {
     let keyed = [group(
         "cilium",
         "2001:db8:1::/64",
-        &format!(r#", "password_file": "{}""#, key.display()),
+        json!({ "password_file": key }),
     )];
     let a = lab.node("a", &["2001:db8:1::11/64"]);
     let b = lab.node("b", &["2001:db8:1::12/64"]);
@@ -273,7 +257,10 @@ fn a_reload_changes_and_removes_keys_on_the_live_listening_socket() {
     assert_nothing_from(&lab, &["2001:db8:1::12"]);
 
     // No password_file any more: the key goes, and the node without one gets in.
-    lab.reload_cilium_peer(&config(&lab, &[group("cilium", "2001:db8:1::/64", "")]));
+    lab.reload_cilium_peer(&config(
+        &lab,
+        &[group("cilium", "2001:db8:1::/64", json!({}))],
+    ));
     lab.wait_gobgp_established(&b);
     assert!(
         peers(&lab).contains(&("2001:db8:1::12".to_string(), "Established".to_string())),
@@ -290,7 +277,7 @@ fn an_unreadable_password_file_stops_the_start_naming_the_file() {
     let groups = [group(
         "cilium",
         "2001:db8:1::/64",
-        r#", "password_file": "/nonexistent/cilium-peer.key""#,
+        json!({ "password_file": "/nonexistent/cilium-peer.key" }),
     )];
     let path = lab.write("config.json", &config(&lab, &groups));
     let out = lab.try_exec(
@@ -342,10 +329,10 @@ fn gtsm_on_every_group_lets_in_only_peers_sending_with_ttl_255_over_ipv6_and_ipv
     else {
         return;
     };
-    let gtsm = r#", "ttl_security": true"#;
+    let gtsm = || json!({ "ttl_security": true });
     let groups = [
-        group("six", "2001:db8:1::/64", gtsm),
-        group("four", "192.0.2.0/24", gtsm),
+        group("six", "2001:db8:1::/64", gtsm()),
+        group("four", "192.0.2.0/24", gtsm()),
     ];
     let v6 = lab.node("a", &["2001:db8:1::11/64"]);
     let v4 = lab.node("b", &["192.0.2.12/24"]);
@@ -404,8 +391,8 @@ fn gtsm_on_one_group_refuses_its_peers_whose_syn_came_with_a_lower_ttl() {
     // One socket serves both groups, so the kernel cannot filter by TTL for us: the
     // daemon checks the saved SYN of each connection of the GTSM group.
     let groups = [
-        group("gtsm", "2001:db8:1::/64", r#", "ttl_security": true"#),
-        group("plain", "192.0.2.0/24", ""),
+        group("gtsm", "2001:db8:1::/64", json!({ "ttl_security": true })),
+        group("plain", "192.0.2.0/24", json!({})),
     ];
     let gtsm = lab.node("a", &["2001:db8:1::11/64"]);
     let gtsm_plain = lab.node("b", &["2001:db8:1::12/64"]);
@@ -467,19 +454,16 @@ fn the_daemon_runs_as_nobody_with_only_net_admin_net_raw_and_net_bind_service() 
     sh(&["chown", "nobody:nogroup", key.to_str().unwrap()]);
     sh(&["chmod", "0400", key.to_str().unwrap()]);
     let socket = run.join("control.sock");
-    let text = config(
+    let mut config = config_json(
         &lab,
         &[group(
             "cilium",
             "2001:db8:1::/64",
-            &format!(r#", "password_file": "{}""#, key.display()),
+            json!({ "password_file": key }),
         )],
-    )
-    .replace(
-        &lab.socket().display().to_string(),
-        &socket.display().to_string(),
     );
-    let path = lab.write("config.json", &text);
+    config["control_socket"] = json!(socket);
+    let path = lab.write("config.json", &config.to_string());
     let ns = lab.node("a", &["2001:db8:1::11/64"]);
     let caps = "+net_admin,+net_raw,+net_bind_service";
     let host = lab.host.clone();

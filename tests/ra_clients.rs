@@ -90,7 +90,7 @@ impl Client {
 /// The lab with one guest of `client`, or `None` after saying why this test cannot run.
 fn lab_with_guest(test: &str, client: Client) -> Option<(Lab, Guest)> {
     if let Some(why) = client.missing() {
-        eprintln!("SKIP {test}: {why}");
+        common::skip(test, &why);
         return None;
     }
     let mut lab = lab_or_skip(test, &[])?;

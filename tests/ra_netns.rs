@@ -5,6 +5,8 @@
 //! read with `cilium-peer show bridges --json`. Needs root, `ip`,
 //! `rdisc6` (ndisc6) and, for the parity test, `radvd`; skips with a message otherwise.
 
+mod common;
+
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,25 +17,13 @@ use cilium_peer::ra::{Bridge, RaConfig, StopMode};
 
 const BRIDGE: &str = "vmbr-dev";
 
-fn have(tool: &str) -> bool {
-    Command::new("which")
-        .arg(tool)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
+/// Skips the running test (see tests/common/skip.rs) unless root and `tools` are here.
 fn skip(tools: &[&str]) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: needs root to create network namespaces");
-        return true;
-    }
-    for tool in tools {
-        if !have(tool) {
-            println!("SKIP: {tool} is not installed");
-            return true;
-        }
-    }
-    false
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("ra_netns")
+        .to_string();
+    common::skip_unless(&test, tools)
 }
 
 fn sh(args: &str) -> String {

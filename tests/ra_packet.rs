@@ -3,6 +3,10 @@
 //! other end of a veth pair) from the radvd-*.conf files beside them; PREF64 and the
 //! captive-portal option, which radvd 2.19 cannot send, are checked by tshark's decoder.
 
+mod common;
+
+use common::net;
+
 use std::net::Ipv6Addr;
 use std::process::Command;
 
@@ -35,10 +39,6 @@ fn captured(file: &str, kind: &str) -> Vec<Vec<u8>> {
 
 const FULL: &str = include_str!("vectors/radvd-full.out");
 const DEFAULTS: &str = include_str!("vectors/radvd-defaults.out");
-
-fn net(s: &str) -> ipnet::Ipv6Net {
-    s.parse().unwrap()
-}
 
 fn addr(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
@@ -271,8 +271,11 @@ fn radvds_checksum_matches_the_pseudo_header_so_the_vectors_are_whole_messages()
 
 /// Decodes an RA with tshark (an independent decoder) and returns the requested fields.
 fn tshark_fields(ra: &RouterAdvertisement, fields: &[&str]) -> Option<Vec<String>> {
-    if Command::new("tshark").arg("--version").output().is_err() {
-        println!("SKIP: tshark is not installed (Debian package tshark)");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("ra_packet")
+        .to_string();
+    if common::skip_unless_installed(&test, &["tshark"]) {
         return None;
     }
     let (src, dst) = (addr("fe80::1"), addr("ff02::1"));

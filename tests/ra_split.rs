@@ -3,6 +3,10 @@
 //! held to the link MTU and decoded again, and read the way dhcpcd 9 reads RAs, keeping only
 //! the latest packet from a router and a DNSSL only next to an RDNSS.
 
+mod common;
+
+use common::net;
+
 use std::net::Ipv6Addr;
 
 use cilium_peer::ra::RaConfig;
@@ -14,10 +18,6 @@ use cilium_peer::ra::packet::{
 use cilium_peer::ra::scheduler::{Destination, Transmit};
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-
-fn net(s: &str) -> ipnet::Ipv6Net {
-    s.parse().unwrap()
-}
 
 fn prefix(i: u16) -> NdOption {
     NdOption::PrefixInformation(PrefixInformation {

@@ -4,6 +4,10 @@
 //! they cause, RFC 7606 treat-as-withdraw and attribute-discard vectors, and a sweep of
 //! truncated and mutated inputs that must never panic.
 
+mod common;
+
+use common::net;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cilium_peer::bgp::wire::{
@@ -11,7 +15,6 @@ use cilium_peer::bgp::wire::{
     Family, GracefulRestart, GracefulRestartFamily, Message, MpNextHop, MpReach, MpUnreach,
     Notification, Open, Origin, PathAttributes, RawAttribute, RouteRefresh, Update, decode, encode,
 };
-use ipnet::IpNet;
 
 const FOUR: Context = Context {
     four_octet_as: true,
@@ -22,7 +25,10 @@ const TWO: Context = Context {
 
 fn unhex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
     digits
         .chunks(2)
         .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
@@ -65,10 +71,6 @@ fn as_update(message: Message) -> Update {
         Message::Update(u) => u,
         other => panic!("not an UPDATE: {other:?}"),
     }
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
 }
 
 fn v6(s: &str) -> Ipv6Addr {

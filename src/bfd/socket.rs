@@ -271,12 +271,12 @@ impl Runtime {
                     self.sessions.remove(&discr);
                 }
                 let discr = loop {
-                    let d: u32 = rand::random();
+                    let d = random() as u32;
                     if d != 0 && !self.sessions.contains_key(&d) {
                         break d;
                     }
                 };
-                let session = Session::new(now, discr, &settings, rand::random());
+                let session = Session::new(now, discr, &settings, random());
                 tracing::debug!(%peer, ifindex, discr, "BFD session added");
                 self.sessions.insert(
                     discr,
@@ -603,6 +603,13 @@ fn source_ip(address: &SockaddrStorage) -> Option<IpAddr> {
     address
         .as_sockaddr_in6()
         .map(|v6| IpAddr::V6(v6.ip()).to_canonical())
+}
+
+/// 64 unpredictable bits for discriminators and the jitter seed: std's randomly keyed
+/// SipHash, a fresh key each call (RFC 5880 6.8.1 wants discriminators chosen at random).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(())
 }
 
 #[cfg(test)]

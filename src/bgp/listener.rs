@@ -428,9 +428,7 @@ mod tests {
         }
     }
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
 
     #[tokio::test]
     async fn keys_follow_the_published_settings_on_a_live_socket() {

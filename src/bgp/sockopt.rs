@@ -179,7 +179,9 @@ fn ttl_of_ip_header(header: &[u8]) -> Option<u8> {
     }
 }
 
-fn setsockopt<T>(
+/// setsockopt(2) with a `T` as the option's value: the crate's one wrapper, for the
+/// options nix and socket2 do not cover (also RA's ICMPv6 filter).
+pub(crate) fn setsockopt<T>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
@@ -231,9 +233,7 @@ mod tests {
         value
     }
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
 
     #[test]
     fn an_ipv6_socket_takes_keys_for_ipv4_and_ipv6_ranges_and_lets_them_go() {

@@ -87,16 +87,7 @@ impl Adopted {
 mod tests {
     use super::*;
 
-    fn hop(gateway: &str) -> NextHop {
-        NextHop {
-            gateway: gateway.parse().unwrap(),
-            ifindex: Some(7),
-        }
-    }
-
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::{hop, net};
 
     fn adopted(routes: &[(&str, &[&str])]) -> Adopted {
         Adopted::new(

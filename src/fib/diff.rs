@@ -67,9 +67,7 @@ fn merge(routes: impl IntoIterator<Item = (IpNet, Vec<NextHop>)>) -> BTreeMap<Ip
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
 
     fn hops(gateways: &[&str]) -> Vec<NextHop> {
         gateways

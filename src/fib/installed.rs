@@ -245,9 +245,7 @@ impl Routes {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
 
     #[test]
     fn every_state_packs_and_unpacks_to_itself() {

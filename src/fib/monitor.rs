@@ -8,24 +8,19 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 
-use netlink_packet_route::route::RouteMessage;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
-use super::netlink::{bind_port, recv, route_socket};
+use super::nlmsg::{self, RTM_DELLINK, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE};
+use super::route::{self, KernelRoute};
+use super::socket::RouteSocket;
 
 /// Room for a burst of events (some 200 bytes each) while the daemon is busy. Past it the
 /// kernel drops events and says so (ENOBUFS), and the daemon compares the whole table: the
 /// backlog lives in the kernel's bounded buffer, never in our memory.
 const RECV_BUFFER: usize = 4 << 20;
 
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
 const IFF_UP: u32 = 0x1;
 const IFF_LOWER_UP: u32 = 0x1_0000;
 
@@ -40,8 +35,9 @@ pub struct Filter {
 
 #[derive(Debug)]
 pub enum KernelEvent {
-    /// Someone else added, changed (`deleted: false`) or removed a route of our protocol.
-    Route { route: RouteMessage, deleted: bool },
+    /// Someone else added, changed (`deleted: false`) or removed a route of our protocol
+    /// (in any table: [`super::netlink::Fib::ours`] says whether it is in ours).
+    Route { route: KernelRoute, deleted: bool },
     /// The link with this index is up with carrier again.
     LinkUp(u32),
     /// The link with this index lost its carrier or was deleted.
@@ -55,17 +51,13 @@ pub enum KernelEvent {
 /// Starts listening; events go to `events` until the daemon drops its receiver. While the
 /// daemon is busy, events wait in the socket's kernel buffer, not here.
 pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>) -> io::Result<()> {
-    let fd = open()?;
-    set_int(fd.as_raw_fd(), libc::SO_RCVBUF, RECV_BUFFER as libc::c_int)?;
-    // Without the privilege to exceed rmem_max the buffer stays what SO_RCVBUF got.
-    let _ = set_int(
-        fd.as_raw_fd(),
-        libc::SO_RCVBUFFORCE,
-        RECV_BUFFER as libc::c_int,
-    );
-    drop_own_echoes(fd.as_raw_fd(), filter.borrow().own_ports)?;
-    // SAFETY: the OwnedFd owns its descriptor, which stays open until the AsyncFd drops it.
-    let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+    let socket = open()?;
+    // Without the privilege to exceed rmem_max the buffer is what SO_RCVBUF gets.
+    socket.set_buffer(false, RECV_BUFFER)?;
+    drop_own_echoes(&socket, filter.borrow().own_ports)?;
+    // SAFETY: the socket owns its descriptor (it closes it on drop), which stays open and
+    // the same until the AsyncFd drops the socket.
+    let fd = unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)?;
     let mut filter = filter;
     tokio::spawn(async move {
         // Whether each link was up with carrier at its last event.
@@ -74,7 +66,7 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
         loop {
             let received = tokio::select! {
                 ready = fd.readable() => match ready {
-                    Ok(mut guard) => match guard.try_io(|fd| recv(fd.get_ref(), &mut buffer)) {
+                    Ok(mut guard) => match guard.try_io(|fd| fd.get_ref().recv(&mut buffer)) {
                         Ok(received) => received,
                         Err(_would_block) => continue,
                     },
@@ -85,7 +77,7 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
                         break;
                     }
                     // The FIB was reopened: its sockets have new ports.
-                    if let Err(error) = drop_own_echoes(fd.as_raw_fd(), filter.borrow().own_ports) {
+                    if let Err(error) = drop_own_echoes(fd.get_ref(), filter.borrow().own_ports) {
                         tracing::warn!(%error, "cannot filter our own route events");
                     }
                     continue;
@@ -104,7 +96,12 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
                     break;
                 }
             };
-            for (kind, port, payload) in messages(&buffer[..received]) {
+            for nlmsg::Message {
+                kind,
+                port,
+                payload,
+            } in nlmsg::messages(&buffer[..received])
+            {
                 let event = match kind {
                     RTM_NEWROUTE | RTM_DELROUTE => route_event(&filter.borrow(), port, payload)
                         .map(|route| KernelEvent::Route {
@@ -137,41 +134,22 @@ pub fn spawn(filter: watch::Receiver<Filter>, events: mpsc::Sender<KernelEvent>)
 }
 
 /// A non-blocking route socket in the link, address and route groups.
-fn open() -> io::Result<OwnedFd> {
-    let fd = route_socket()?;
+fn open() -> io::Result<RouteSocket> {
     let groups = libc::RTMGRP_LINK
         | libc::RTMGRP_IPV4_IFADDR
         | libc::RTMGRP_IPV6_IFADDR
         | libc::RTMGRP_IPV4_ROUTE
         | libc::RTMGRP_IPV6_ROUTE;
-    bind_port(&fd, groups as u32)?;
-    Ok(fd)
-}
-
-/// The netlink messages in one datagram: type, sender's port, payload.
-fn messages(mut bytes: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
-    std::iter::from_fn(move || {
-        let header = bytes.get(..16)?;
-        let len = u32::from_ne_bytes(header[..4].try_into().ok()?) as usize;
-        if len < 16 || len > bytes.len() {
-            return None;
-        }
-        let kind = u16::from_ne_bytes([header[4], header[5]]);
-        let port = u32::from_ne_bytes(header[12..16].try_into().ok()?);
-        let payload = &bytes[16..len];
-        bytes = &bytes[len.next_multiple_of(4).min(bytes.len())..];
-        Some((kind, port, payload))
-    })
+    RouteSocket::open(groups as u32)
 }
 
 /// A route event that matters (see [`Filter`]), parsed; the protocol is checked before
 /// anything is parsed.
-fn route_event(filter: &Filter, port: u32, payload: &[u8]) -> Option<RouteMessage> {
-    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, ...
-    if filter.own_ports.contains(&port) || *payload.get(5)? != filter.protocol {
+fn route_event(filter: &Filter, port: u32, payload: &[u8]) -> Option<KernelRoute> {
+    if filter.own_ports.contains(&port) || route::protocol_of(payload)? != filter.protocol {
         return None;
     }
-    netlink_packet_core::Parseable::<[u8]>::parse(payload).ok()
+    route::parse(payload)
 }
 
 /// The index of a link event's link, and whether it is up with carrier.
@@ -191,36 +169,14 @@ fn address_index(payload: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(payload.get(4..8)?.try_into().ok()?))
 }
 
-fn set_int(fd: std::os::fd::RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt with a c_int of the right size on a socket we own.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// A socket filter that drops route events carrying one of `ports` (the ones our own FIB
 /// requests cause: a bulk load is 200,000 of them) before the kernel queues them, so they
 /// neither overrun the socket nor cost a parse.
-fn echo_filter(ports: [u32; 2]) -> [libc::sock_filter; 8] {
+fn echo_filter(ports: [u32; 2]) -> [(u16, u8, u8, u32); 8] {
     // Classic BPF loads in network byte order; netlink headers are in host order.
     let half = |v: u16| u32::from(u16::from_be_bytes(v.to_ne_bytes()));
     let word = |v: u32| u32::from_be_bytes(v.to_ne_bytes());
-    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    };
+    let op = |code: u32, jt: u8, jf: u8, k: u32| (code as u16, jt, jf, k);
     let (ld_h, ld_w) = (
         libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
         libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
@@ -239,37 +195,20 @@ fn echo_filter(ports: [u32; 2]) -> [libc::sock_filter; 8] {
     ]
 }
 
-fn drop_own_echoes(fd: std::os::fd::RawFd, ports: [u32; 2]) -> io::Result<()> {
-    let program = echo_filter(ports);
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr().cast_mut(),
-    };
-    // SAFETY: attaches a filter program that lives until the call returns (the kernel
-    // copies it) to a socket we own.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&raw const fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn drop_own_echoes(socket: &RouteSocket, ports: [u32; 2]) -> io::Result<()> {
+    socket.attach_filter(&echo_filter(ports))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fib::nlmsg::messages;
     use netlink_packet_core::Emitable;
-    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 
     fn route(protocol: u8) -> Vec<u8> {
         let mut route = RouteMessage::default();
+        route.header.address_family = netlink_packet_route::AddressFamily::Inet;
         route.header.protocol = RouteProtocol::from(protocol);
         route.header.destination_prefix_length = 24;
         route
@@ -289,7 +228,10 @@ mod tests {
             own_ports: [4242, 4243],
         };
         let parsed = route_event(&filter, 0, &route(196)).expect("the kernel's own change");
-        assert_eq!(parsed.header.destination_prefix_length, 24);
+        assert_eq!(
+            parsed.prefix,
+            "10.1.2.0/24".parse::<ipnet::IpNet>().unwrap()
+        );
         assert!(
             route_event(&filter, 777, &route(196)).is_some(),
             "`ip route` changed ours"
@@ -313,7 +255,7 @@ mod tests {
         let mut datagram = event(24, 777);
         datagram.extend(event(16, 0));
         let found: Vec<(u16, u32, usize)> = messages(&datagram)
-            .map(|(kind, port, payload)| (kind, port, payload.len()))
+            .map(|m| (m.kind, m.port, m.payload.len()))
             .collect();
         assert_eq!(found, vec![(24, 777, 20), (16, 0, 20)]);
         assert_eq!(
@@ -324,23 +266,23 @@ mod tests {
     }
 
     /// Runs a classic BPF program of the kinds `echo_filter` uses over `packet`.
-    fn run_filter(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
+    fn run_filter(program: &[(u16, u8, u8, u32)], packet: &[u8]) -> u32 {
         let mut a = 0u32;
         let mut pc = 0;
         loop {
-            let op = program[pc];
-            let code = u32::from(op.code);
+            let (code, jt, jf, k) = program[pc];
+            let code = u32::from(code);
             pc += 1;
             if code == libc::BPF_LD | libc::BPF_H | libc::BPF_ABS {
-                let at = op.k as usize;
+                let at = k as usize;
                 a = u32::from(u16::from_be_bytes([packet[at], packet[at + 1]]));
             } else if code == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS {
-                let at = op.k as usize;
+                let at = k as usize;
                 a = u32::from_be_bytes(packet[at..at + 4].try_into().unwrap());
             } else if code == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K {
-                pc += usize::from(if a == op.k { op.jt } else { op.jf });
+                pc += usize::from(if a == k { jt } else { jf });
             } else if code == libc::BPF_RET | libc::BPF_K {
-                return op.k;
+                return k;
             } else {
                 panic!("unexpected BPF instruction {code:#x}");
             }

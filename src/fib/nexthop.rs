@@ -11,46 +11,16 @@ use std::net::IpAddr;
 use crate::rib::NextHop;
 
 use super::installed::{FIRST_ID, representable};
-
-pub const RTM_NEWNEXTHOP: u16 = 104;
-pub const RTM_DELNEXTHOP: u16 = 105;
-pub const RTM_GETNEXTHOP: u16 = 106;
+use super::nlmsg::{
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, RTM_DELNEXTHOP, RTM_GETNEXTHOP,
+    RTM_NEWNEXTHOP, attr, attributes, finish, header,
+};
 
 const NHA_ID: u16 = 1;
 const NHA_GROUP: u16 = 2;
 const NHA_GROUP_TYPE: u16 = 3;
 const NHA_OIF: u16 = 5;
 const NHA_GATEWAY: u16 = 6;
-
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-
-/// Appends a netlink header; returns where the message starts (for [`finish`]).
-pub fn header(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&0u32.to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
-    start
-}
-
-/// Appends one attribute, padded to 4 bytes.
-pub fn attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(value);
-    out.resize(out.len().next_multiple_of(4), 0);
-}
-
-/// Writes the length of the message that starts at `start`.
-pub fn finish(out: &mut [u8], start: usize) {
-    let len = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-}
 
 fn nhmsg(out: &mut Vec<u8>, family: u8, protocol: u8) {
     // struct nhmsg: family, scope, protocol, reserved, flags (u32)
@@ -122,23 +92,6 @@ pub fn encode_dump(out: &mut Vec<u8>, seq: u32) {
     let start = header(out, RTM_GETNEXTHOP, NLM_F_REQUEST | NLM_F_DUMP, seq);
     nhmsg(out, libc::AF_UNSPEC as u8, 0);
     finish(out, start);
-}
-
-/// Iterates over the attributes in `bytes` as (kind, value).
-pub fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if bytes.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([bytes[0], bytes[1]]) as usize;
-        let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
-        if len < 4 || len > bytes.len() {
-            return None;
-        }
-        let value = &bytes[4..len];
-        bytes = &bytes[len.next_multiple_of(4).min(bytes.len())..];
-        Some((kind, value))
-    })
 }
 
 /// One object from a RTM_NEWNEXTHOP dump answer (the payload after the netlink header):

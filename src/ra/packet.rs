@@ -319,10 +319,12 @@ impl NdOption {
                     lifetime: be32(&body[2..]),
                 })
             }
-            OPT_RDNSS if body.len() >= 22 && (body.len() - 6) % 16 == 0 => NdOption::Rdnss {
-                lifetime: be32(&body[2..]),
-                servers: body[6..].chunks(16).map(addr).collect(),
-            },
+            OPT_RDNSS if body.len() >= 22 && (body.len() - 6).is_multiple_of(16) => {
+                NdOption::Rdnss {
+                    lifetime: be32(&body[2..]),
+                    servers: body[6..].chunks(16).map(addr).collect(),
+                }
+            }
             OPT_DNSSL if body.len() >= 14 => NdOption::Dnssl {
                 lifetime: be32(&body[2..]),
                 // RFC 8106 5.2: one or more domain names; padding alone is malformed.

@@ -460,7 +460,7 @@ async fn advertise(
     let mut buf = vec![0u8; 65536];
     loop {
         let now = Instant::now();
-        while let Some(transmit) = scheduler.poll_transmit(now, rand::random::<f64>()) {
+        while let Some(transmit) = scheduler.poll_transmit(now, jitter()) {
             send(run, &socket, &link, transmit).await;
         }
         if scheduler.is_finished() {
@@ -580,7 +580,7 @@ fn handle_received(
             match RouterSolicitation::decode(msg, source, hop_limit) {
                 Ok(_) => {
                     run.update_status(|s| s.rs_received += 1);
-                    scheduler.handle_solicitation(Instant::now(), source, rand::random::<f64>());
+                    scheduler.handle_solicitation(Instant::now(), source, jitter());
                 }
                 Err(e) => {
                     tracing::debug!(
@@ -615,5 +615,28 @@ fn handle_received(
             }
         }
         _ => {}
+    }
+}
+
+/// A uniform draw from [0, 1) for the scheduler's RA jitter, which needs no more than that
+/// (RFC 4861 6.2.4: "uniformly-distributed random value"): std's randomly keyed SipHash,
+/// a new key each call, so no random number crate.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    let bits = RandomState::new().hash_one(());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jitter;
+
+    #[test]
+    fn jitter_draws_differ_and_stay_in_the_unit_interval() {
+        let draws: Vec<f64> = (0..1000).map(|_| jitter()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        let low = draws.iter().filter(|d| **d < 0.5).count();
+        // Not a statistical test: only that the draws are not stuck on one side.
+        assert!((300..700).contains(&low), "{low} of 1000 below 0.5");
     }
 }

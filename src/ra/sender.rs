@@ -6,7 +6,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, sendmsg, setsockopt,
@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use super::packet::{ICMPV6_ROUTER_ADVERTISEMENT, ICMPV6_ROUTER_SOLICITATION};
+use crate::bgp::sockopt::setsockopt as set_option;
 
 /// ff02::1, all nodes.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -199,18 +200,6 @@ pub(crate) fn set_icmp6_filter(socket: &Socket, pass: &[u8]) -> io::Result<()> {
     for &kind in pass {
         filter[usize::from(kind >> 5)] &= !(1u32 << (kind & 31));
     }
-    // SAFETY: `filter` is the 32-byte struct icmp6_filter the option expects.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_ICMPV6,
-            ICMP6_FILTER,
-            filter.as_ptr().cast(),
-            std::mem::size_of_val(&filter) as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // `filter` is the 32-byte struct icmp6_filter the option expects.
+    set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
 }

@@ -1,19 +1,34 @@
 //! Test lab: network namespaces joined by a hyphenated bridge, real GoBGP and BIRD peers,
 //! and the cilium-peer binary, all torn down on drop. Tests that need root or a package
-//! call `lab_or_skip` and return early with a printed reason when they cannot run.
+//! call `lab_or_skip` (or `skip`, see skip.rs): they return early with a printed, counted
+//! reason when they cannot run, and fail instead under CI.
 
 #![allow(dead_code)] // each test binary uses its own part of the lab
 
 pub mod bfdd;
+mod bird;
+mod net;
+mod shell;
+mod skip;
+#[allow(unused_imports)] // each test binary uses its own part of the lab
+pub use bird::Bird;
+#[allow(unused_imports)]
+pub use net::net;
+#[allow(unused_imports)]
+pub use shell::{have, run, wait_until};
+#[allow(unused_imports)]
+pub use skip::*;
 
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cilium_peer::control::Request;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const BRIDGE: &str = "vmbr-dev";
 pub const TABLE: u32 = 1336;
@@ -24,17 +39,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn try_sh(args: &[&str]) -> Output {
@@ -44,45 +49,20 @@ pub fn try_sh(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `None` (after printing why) when this machine cannot run namespace tests with `needs`.
+/// `None` (after `skip` says why) when this machine cannot run namespace tests with
+/// `needs`; under CI that fails the test instead.
 pub fn lab_or_skip(test: &str, needs: &[&str]) -> Option<Lab> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP {test}: needs root for network namespaces");
+    let programs: Vec<&str> = ["ip"].iter().chain(needs).copied().collect();
+    if skip_unless(test, &programs) {
         return None;
-    }
-    for program in ["ip"].iter().chain(needs) {
-        if !have(program) {
-            eprintln!(
-                "SKIP {test}: {program} is not installed (apt-get install gobgpd bird2 ndisc6 radvd)"
-            );
-            return None;
-        }
     }
     Some(Lab::new())
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` saying
 /// what was awaited. (A liveness bound, not a performance assertion.)
-pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, Duration::from_millis(50), limit, check).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A set of namespaces: `host` has the bridge; nodes hang off it by veth pairs.
@@ -333,6 +313,18 @@ impl Lab {
         )
     }
 
+    /// Waits until `show routes` lists no route as adopted (each re-announced by its peer).
+    pub fn wait_none_adopted(&self, limit: Duration) {
+        wait_for("every route re-announced", limit, || {
+            let routes = self.show("routes");
+            routes
+                .as_array()?
+                .iter()
+                .all(|r| r["adopted"] == false)
+                .then_some(())
+        });
+    }
+
     pub fn wait_no_route(&self, prefix: &str) {
         wait_for(
             &format!("route {prefix} to leave table {TABLE}"),
@@ -523,22 +515,74 @@ impl GoBgpNode {
     }
 }
 
-/// A config for the lab's host: the bridge's prefixes, one neighbor group.
-pub fn host_config(lab: &Lab, listen: &[&str], range: &str, extra_group: &str) -> String {
-    let listen: Vec<String> = listen.iter().map(|l| format!("\"{l}\"")).collect();
-    format!(
-        r#"{{
-  "router_id": "192.0.2.1",
-  "asn": 65100,
-  "listen": [{listen}],
-  "kernel": {{ "table": {TABLE}, "persist": false, "multipath": true }},
-  "bridges": {{ "{BRIDGE}": {{ "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] }} }},
-  "neighbors": [ {{ "name": "cilium", "range": "{range}", "asn": 65100 {extra_group} }} ],
-  "control_socket": "{socket}"
-}}"#,
-        listen = listen.join(", "),
-        socket = lab.socket().display()
+/// The lab host's config as cilium-peer reads it: router id and AS 65100, listening on
+/// `[::]:179`, our table, the bridge's prefixes, the control socket in the lab directory,
+/// and no neighbors yet. Tests add theirs with [`merge`] (or `config["neighbors"] = ...`).
+pub fn base_config(lab: &Lab) -> Value {
+    json!({
+        "router_id": "192.0.2.1",
+        "asn": 65100,
+        "listen": ["[::]:179"],
+        "kernel": { "table": TABLE },
+        "bridges": { BRIDGE: { "prefixes": ["192.0.2.0/24", "2001:db8:1::/64"] } },
+        "neighbors": [],
+        "control_socket": lab.socket(),
+    })
+}
+
+/// Merges `extra` into `config`: objects key by key, recursively; anything else replaces.
+pub fn merge(config: &mut Value, extra: Value) {
+    match (config, extra) {
+        (Value::Object(config), Value::Object(extra)) => {
+            for (key, value) in extra {
+                merge(config.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (config, extra) => *config = extra,
+    }
+}
+
+/// `config` with `extra` merged in (see [`merge`]).
+pub fn merged(mut config: Value, extra: Value) -> Value {
+    merge(&mut config, extra);
+    config
+}
+
+/// A neighbor group of AS 65100 over `range`, with `extra` keys merged in.
+pub fn group(name: &str, range: &str, extra: Value) -> Value {
+    merged(json!({ "name": name, "range": range, "asn": 65100 }), extra)
+}
+
+/// The lab host's config with these listen addresses and one group, `cilium` over `range`
+/// with `extra_group` keys: persist off, multipath on.
+pub fn host_config_json(lab: &Lab, listen: &[&str], range: &str, extra_group: Value) -> Value {
+    merged(
+        base_config(lab),
+        json!({
+            "listen": listen,
+            "kernel": { "persist": false, "multipath": true },
+            "neighbors": [group("cilium", range, extra_group)],
+        }),
     )
+}
+
+/// As [`host_config_json`], as text, with `extra_group` the group's further members as
+/// JSON text (`, "key": value, ...`, or empty): the older form, kept for its callers.
+pub fn host_config(lab: &Lab, listen: &[&str], range: &str, extra_group: &str) -> String {
+    let members = extra_group.trim().trim_start_matches(',');
+    let extra = serde_json::from_str(&["{", members, "}"].concat())
+        .unwrap_or_else(|e| panic!("extra group members {extra_group:?}: {e}"));
+    host_config_json(lab, listen, range, extra).to_string()
+}
+
+/// A destination as `ip route` prints it (host routes without their length), with its
+/// length.
+pub fn full_prefix(dst: &str) -> String {
+    match (dst.contains('/'), dst.contains(':')) {
+        (true, _) => dst.to_string(),
+        (false, true) => format!("{dst}/128"),
+        (false, false) => format!("{dst}/32"),
+    }
 }
 
 pub fn gateway(route: &Value) -> String {
@@ -564,36 +608,20 @@ pub fn link_local(lab: &Lab, ns: &str, dev: &str) -> String {
 impl Lab {
     /// Starts BIRD 2 in the foreground in `ns` with this config; `birdc(ns, ...)` talks to it.
     pub fn start_bird(&mut self, ns: &str, config: &str) {
-        let conf = self.write(&format!("{ns}-bird.conf"), config);
-        let socket = self.dir.join(format!("{ns}-bird.ctl"));
-        let pid = self.dir.join(format!("{ns}-bird.pid"));
-        let args = [
-            "bird",
-            "-f",
-            "-c",
-            conf.to_str().unwrap(),
-            "-s",
-            socket.to_str().unwrap(),
-            "-P",
-            pid.to_str().unwrap(),
-        ];
-        self.spawn(ns, &format!("bird-{ns}"), &args);
+        let bird = Bird::new(&self.dir, &format!("{ns}-bird"));
+        self.write(&format!("{ns}-bird.conf"), config);
+        self.spawn(ns, &format!("bird-{ns}"), &bird.command());
         wait_for("BIRD's control socket", Duration::from_secs(10), || {
-            self.try_exec(
-                ns,
-                &["birdc", "-s", socket.to_str().unwrap(), "show", "status"],
-            )
-            .status
-            .success()
-            .then_some(())
+            self.try_exec(ns, &bird.birdc(&["show", "status"]))
+                .status
+                .success()
+                .then_some(())
         });
     }
 
     pub fn birdc(&self, ns: &str, args: &[&str]) -> String {
-        let socket = self.dir.join(format!("{ns}-bird.ctl"));
-        let mut full = vec!["birdc", "-s", socket.to_str().unwrap()];
-        full.extend_from_slice(args);
-        self.exec(ns, &full)
+        let bird = Bird::new(&self.dir, &format!("{ns}-bird"));
+        self.exec(ns, &bird.birdc(args))
     }
 }
 
@@ -629,5 +657,56 @@ impl Lab {
     pub fn withdraw(&self, ns: &str, prefix: &str) {
         let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
         self.gobgp(ns, &["global", "rib", "del", "-a", family, prefix]);
+    }
+}
+
+/// Takes a sample every `every` in the background (say, of the kernel table); `stop`
+/// returns them all.
+pub struct Sampler<T> {
+    running: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<T>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Sampler<T> {
+    pub fn start(every: Duration, mut sample: impl FnMut() -> Option<T> + Send + 'static) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let running = running.clone();
+            let samples = samples.clone();
+            std::thread::spawn(move || {
+                while running.load(Ordering::SeqCst) {
+                    if let Some(taken) = sample() {
+                        samples.lock().unwrap().push(taken);
+                    }
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Sampler {
+            running,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until `more` samples beyond those taken so far are in (however slowly the
+    /// sampled command answers on a loaded machine).
+    pub fn wait_more(&self, more: usize) {
+        let goal = self.samples.lock().unwrap().len() + more;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.samples.lock().unwrap().len() < goal {
+            assert!(std::time::Instant::now() < deadline, "the sampler is stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn stop(mut self) -> Vec<T> {
+        self.running.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        std::mem::take(&mut self.samples.lock().unwrap())
     }
 }

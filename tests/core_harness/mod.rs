@@ -238,9 +238,9 @@ pub fn config() -> Value {
     })
 }
 
-pub fn net(prefix: &str) -> IpNet {
-    prefix.parse().unwrap()
-}
+#[path = "../common/net.rs"]
+mod literals;
+pub use literals::net;
 
 pub fn hop(gateway: &str) -> NextHop {
     NextHop {

@@ -80,9 +80,7 @@ pub(super) fn encode(net: &IpNet, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
+    use crate::testing::net;
 
     #[test]
     fn ipv4_prefixes_use_only_the_octets_their_length_needs() {

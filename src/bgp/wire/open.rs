@@ -198,7 +198,7 @@ fn decode_capability(code: u8, value: &[u8]) -> Capability {
             _ => None,
         },
         CAPABILITY_ROUTE_REFRESH if value.is_empty() => Some(Capability::RouteRefresh),
-        CAPABILITY_EXTENDED_NEXT_HOP if value.len() % 6 == 0 => value
+        CAPABILITY_EXTENDED_NEXT_HOP if value.len().is_multiple_of(6) => value
             .chunks_exact(6)
             .map(|t| {
                 let safi = u16::from_be_bytes([t[2], t[3]]);

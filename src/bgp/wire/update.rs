@@ -438,7 +438,7 @@ fn decode_aggregator(value: &[u8], four_octet: bool) -> Option<Aggregator> {
 
 /// A non-empty list of 32-bit values whose length is a multiple of `unit` octets.
 fn u32_list(value: &[u8], unit: usize) -> Option<Vec<u32>> {
-    if value.is_empty() || value.len() % unit != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(unit) {
         return None;
     }
     Some(
