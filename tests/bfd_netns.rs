@@ -5,13 +5,12 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cilium_peer::bfd::socket::CONTROL_PORT;
 use cilium_peer::bfd::{Diag, Event, Handle, Packet, Report, Runtime, Settings, State, Status};
-use common::bfdd::{BFDD, Bfdd};
+use common::bfdd::Bfdd;
 use common::{BRIDGE, Lab, wait_for};
 
 const HOST_V6: &str = "2001:db8:1::1";
@@ -20,22 +19,7 @@ const NODE_V6: &str = "2001:db8:1::11";
 const NODE_V4: &str = "192.0.2.11";
 
 fn lab_or_skip(test: &str) -> Option<Lab> {
-    let missing = if !nix::unistd::geteuid().is_root() {
-        Some("needs root for network namespaces".to_string())
-    } else if !Path::new(BFDD).exists() || !Path::new("/usr/bin/vtysh").exists() {
-        Some(format!("{BFDD} is not installed (apt-get install frr)"))
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: {why} (CI is set, so this is a failure, not a skip)"
-        );
-        eprintln!("SKIP {test}: {why}");
-        return None;
-    }
-    common::lab_or_skip(test, &["vtysh"])
+    common::bfdd::lab_with_bfdd(test, &[])
 }
 
 fn settings() -> Settings {

@@ -195,14 +195,9 @@ fn a_node_whose_agent_restarts_keeps_every_route_under_graceful_restart_with_no_
 
 #[test]
 fn bfd_down_from_frr_bfdd_takes_the_nodes_leg_out_and_it_returns_with_bfd() {
-    let Some(mut lab) = lab("bfd with bfdd", &["vtysh"]) else {
+    let Some(mut lab) = common::bfdd::lab_with_bfdd("bfd with bfdd", &["gobgpd", "gobgp"]) else {
         return;
     };
-    if !std::path::Path::new(common::bfdd::BFDD).exists() {
-        assert!(std::env::var_os("CI").is_none(), "frr is not installed");
-        eprintln!("SKIP bfd with bfdd: frr is not installed");
-        return;
-    }
     // Liveness off: BFD alone must do it.
     let (one, _two) = two_nodes(
         &mut lab,

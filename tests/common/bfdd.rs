@@ -8,6 +8,20 @@ use super::{Lab, sh, wait_for};
 
 pub const BFDD: &str = "/usr/lib/frr/bfdd";
 
+/// A lab for a test that needs bfdd (Debian's frr) beside `needs`; `None` after a skip.
+pub fn lab_with_bfdd(test: &str, needs: &[&str]) -> Option<Lab> {
+    if !std::path::Path::new(BFDD).exists() {
+        super::skip(
+            test,
+            &format!("{BFDD} is not installed (Debian package frr; scripts/deps installs it)"),
+        );
+        return None;
+    }
+    let mut all = vec!["vtysh"];
+    all.extend_from_slice(needs);
+    super::lab_or_skip(test, &all)
+}
+
 /// bfdd in `ns`, peering with the host from the node's addresses, 300 ms x 3.
 pub struct Bfdd {
     ns: String,
