@@ -12,6 +12,7 @@
 let
   inherit (lib)
     literalExpression
+    literalMD
     mkEnableOption
     mkIf
     mkOption

@@ -20,6 +20,15 @@ fn ip(address: &str) -> std::net::IpAddr {
     address.parse().unwrap()
 }
 
+/// Nodes 1 and 2 (GR 120 s) both announce the LoadBalancer IP, node 1 its pod CIDR too.
+fn two_nodes_sharing_lb(h: &mut Harness) -> (u64, u64) {
+    let one = h.connect(NODE1, 1, Some(120));
+    let two = h.connect(NODE2, 2, Some(120));
+    h.announce(one, NODE1, &[POD1, LB]);
+    h.announce(two, NODE2, &[LB]);
+    (one, two)
+}
+
 fn state_of(h: &Harness, address: &str) -> Option<PeerState> {
     let address: std::net::IpAddr = address.parse().unwrap();
     h.core
@@ -475,10 +484,7 @@ fn liveness_of(h: &Harness, address: &str) -> Option<cilium_peer::daemon::core::
 fn a_node_that_stops_answering_loses_its_ecmp_leg_and_pod_route_after_multiplier_probes() {
     use cilium_peer::daemon::core::Liveness;
     let mut h = Harness::new(with_liveness());
-    let one = h.connect(NODE1, 1, Some(120));
-    let two = h.connect(NODE2, 2, Some(120));
-    h.announce(one, NODE1, &[POD1, LB]);
-    h.announce(two, NODE2, &[LB]);
+    two_nodes_sharing_lb(&mut h);
     run_probes(&mut h, 5, &[NODE1, NODE2]);
     assert_eq!(liveness_of(&h, NODE1), Some(Liveness::Reachable));
     // Node 1 hangs: two probes missed is not enough (the first interval sends the first
@@ -507,10 +513,7 @@ fn a_node_that_stops_answering_loses_its_ecmp_leg_and_pod_route_after_multiplier
 fn a_node_whose_bridge_port_goes_leaves_at_once_and_one_whose_agent_restarts_keeps_everything() {
     use cilium_peer::daemon::core::Liveness;
     let mut h = Harness::new(with_liveness());
-    let one = h.connect(NODE1, 1, Some(120));
-    let two = h.connect(NODE2, 2, Some(120));
-    h.announce(one, NODE1, &[POD1, LB]);
-    h.announce(two, NODE2, &[LB]);
+    let (_, two) = two_nodes_sharing_lb(&mut h);
     run_probes(&mut h, 1, &[NODE1, NODE2]);
     // Node 2's agent restarts: the session drops, the node still answers.
     h.down(two, true);
@@ -621,10 +624,7 @@ fn bfd_down_closes_the_session_with_cease_10_and_its_routes_leave_at_once_despit
 {
     use cilium_peer::daemon::core::BfdState;
     let mut h = Harness::new(with_bfd());
-    let one = h.connect(NODE1, 1, Some(120));
-    let two = h.connect(NODE2, 2, Some(120));
-    h.announce(one, NODE1, &[POD1, LB]);
-    h.announce(two, NODE2, &[LB]);
+    let (one, _) = two_nodes_sharing_lb(&mut h);
     bfd(&mut h, NODE1, BfdState::Up);
     h.take_actions();
     bfd(&mut h, NODE1, BfdState::Down);

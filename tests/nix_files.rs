@@ -707,7 +707,7 @@ fn the_module_builds_the_cilium_manifests_from_the_bridge_addresses_in_networkin
     assert_eq!(
         words[..4],
         [
-            "/nix/store/00000000000000000000000000000000-cilium-peer-flake-package/bin/cilium-peer",
+            "/nix/store/00000000000000000000000000000000-callPackage-package.nix/bin/cilium-peer",
             "cilium-manifests",
             "--config",
             "/nix/store/00000000000000000000000000000000-cilium-peer-manifests-config.json",
