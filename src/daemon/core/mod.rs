@@ -5,15 +5,25 @@
 //! kernel-table changes go out through a [`RouteTable`], everything else the shell must do
 //! as [`Action`]s. No tokio, no sockets, no clock reads: tests drive it on a virtual clock.
 //!
+//! `kernel` holds the kernel table's rule and the repairs and resynchronisations,
+//! `liveness` the nodes' liveness and BFD; the peer table and sessions are here.
+//!
 //! To add a decision: give it the event it reacts to (a variant of [`Event`]), keep its
 //! state in [`Core`] or [`Peer`], and answer with table writes or actions; if it needs a
 //! timer, fold its deadline into [`Core::poll_timeout`] and act in the `Timeout` arm.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+
+mod kernel;
+mod liveness;
+
+pub use liveness::{BfdState, Liveness, Watch};
+
+use kernel::{KernelRule, route_op};
 
 use super::plan::{self, Plan, SessionChange};
 use crate::bgp::admission::{Admission, Admitter};
@@ -22,7 +32,7 @@ use crate::bgp::session::{CloseReason, Closed, Negotiated, SessionConfig};
 use crate::bgp::wire::{Cease, Family};
 use crate::config::{Config, ImportRule};
 use crate::fib::adopted::Adopted;
-use crate::fib::diff::{FibOp, reconcile};
+use crate::fib::diff::FibOp;
 use crate::fib::netlink::FibError;
 use crate::policy::{PeerLink, Rejection};
 use crate::rib::{Afi, FibChange, NextHop, NextHops, PeerId, PeerInfo, Rib};
@@ -208,101 +218,6 @@ impl PeerState {
 impl std::fmt::Display for PeerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// Whether the host reaches a node on its bridge, by its own probes (`neighbors[].liveness`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Liveness {
-    /// It answered the last probe.
-    Reachable,
-    /// It missed a probe or more, fewer than the multiplier.
-    Probing,
-    /// It missed `multiplier` probes in a row, or its bridge port went: its routes are out.
-    Unreachable,
-}
-
-impl Liveness {
-    pub const ALL: [Liveness; 3] = [
-        Liveness::Reachable,
-        Liveness::Probing,
-        Liveness::Unreachable,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Liveness::Reachable => "reachable",
-            Liveness::Probing => "probing",
-            Liveness::Unreachable => "unreachable",
-        }
-    }
-}
-
-/// A node's BFD session as the core sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BfdState {
-    /// Not (or no longer) Up.
-    Down,
-    Up,
-    /// The node took it down on purpose: not a forwarding failure (RFC 5882 3.2).
-    AdminDown,
-}
-
-impl BfdState {
-    pub const ALL: [BfdState; 3] = [BfdState::Down, BfdState::Up, BfdState::AdminDown];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BfdState::Down => "down",
-            BfdState::Up => "up",
-            BfdState::AdminDown => "admin_down",
-        }
-    }
-}
-
-/// One node's liveness probing.
-#[derive(Debug, Clone)]
-pub struct Watch {
-    pub state: Liveness,
-    /// The interface probes go out on (its bridge).
-    ifindex: u32,
-    interval: Duration,
-    multiplier: u8,
-    next_probe: Instant,
-    /// An answer came since the last probe.
-    answered: bool,
-    missed: u8,
-    /// The bridge port it answered through last.
-    pub port: Option<u32>,
-    /// Changes of `state`.
-    pub transitions: u64,
-}
-
-impl Watch {
-    fn new(now: Instant, ifindex: u32, settings: &crate::config::Liveness) -> Watch {
-        Watch {
-            state: Liveness::Reachable,
-            ifindex,
-            interval: settings.interval(),
-            multiplier: settings.multiplier,
-            // The first probe at once: it finds the node's bridge port.
-            next_probe: now,
-            answered: true,
-            missed: 0,
-            port: None,
-            transitions: 0,
-        }
-    }
-
-    fn set(&mut self, state: Liveness) -> bool {
-        if self.state == state {
-            return false;
-        }
-        self.state = state;
-        self.transitions += 1;
-        true
     }
 }
 
@@ -1285,170 +1200,6 @@ impl Core {
         }
     }
 
-    // ---- liveness ----------------------------------------------------------------------
-
-    /// Every node whose probe is due: a probe not answered since the last one counts as
-    /// missed; `multiplier` in a row make it unreachable. Then the next probe.
-    fn probe(&mut self, now: Instant, table: &mut impl RouteTable) {
-        let mut changed = false;
-        for peer in self.peers.values_mut() {
-            let Some(watch) = &mut peer.watch else {
-                continue;
-            };
-            if watch.next_probe > now {
-                continue;
-            }
-            if std::mem::replace(&mut watch.answered, false) {
-                watch.missed = 0;
-            } else {
-                watch.missed = watch.missed.saturating_add(1);
-                let state = if watch.missed >= watch.multiplier {
-                    Liveness::Unreachable
-                } else {
-                    Liveness::Probing
-                };
-                if watch.set(state) && state == Liveness::Unreachable {
-                    tracing::warn!(
-                        peer = %peer.name, address = %peer.address, missed = watch.missed,
-                        "the node does not answer on its bridge: its routes leave the table"
-                    );
-                    changed = true;
-                }
-            }
-            self.actions.push_back(Action::Probe {
-                address: peer.address,
-                ifindex: watch.ifindex,
-            });
-            watch.next_probe = now + watch.interval;
-        }
-        if changed {
-            self.refresh_unreachable(table);
-        }
-    }
-
-    fn on_answer(&mut self, address: IpAddr, port: Option<u32>, table: &mut impl RouteTable) {
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        let Some(watch) = &mut peer.watch else {
-            return;
-        };
-        watch.answered = true;
-        watch.missed = 0;
-        if port.is_some() {
-            watch.port = port;
-        }
-        let was = watch.state;
-        if watch.set(Liveness::Reachable) && was == Liveness::Unreachable {
-            tracing::info!(peer = %peer.name, %address, "the node answers again: its routes return");
-            self.refresh_unreachable(table);
-        }
-    }
-
-    fn on_port_down(&mut self, ifindex: u32, table: &mut impl RouteTable) {
-        let mut changed = false;
-        for peer in self.peers.values_mut() {
-            if let Some(watch) = &mut peer.watch
-                && watch.port == Some(ifindex)
-            {
-                watch.missed = watch.multiplier;
-                watch.answered = false;
-                if watch.set(Liveness::Unreachable) {
-                    tracing::warn!(
-                        peer = %peer.name, address = %peer.address, port = ifindex,
-                        "the node's bridge port is gone: its routes leave the table"
-                    );
-                    changed = true;
-                }
-            }
-        }
-        if changed {
-            self.refresh_unreachable(table);
-        }
-    }
-
-    /// BFD Down from a failure: the node's forwarding plane is gone, so its routes leave at
-    /// once, graceful restart or not (RFC 5882 4.3.1), and its session is closed with Cease
-    /// 10. AdminDown from the node is not a failure (RFC 5882 3.2): nothing changes.
-    fn on_bfd(
-        &mut self,
-        now: Instant,
-        address: IpAddr,
-        state: BfdState,
-        table: &mut impl RouteTable,
-    ) {
-        let Some(peer) = self.peers.get_mut(&address) else {
-            return;
-        };
-        let Some(was) = peer.bfd else {
-            return;
-        };
-        if was != state {
-            peer.bfd = Some(state);
-            peer.bfd_transitions += 1;
-        }
-        if state != BfdState::Down || was != BfdState::Up {
-            return;
-        }
-        tracing::warn!(
-            peer = %peer.name, %address,
-            "BFD down: the node's routes leave the table and its session closes with Cease 10"
-        );
-        let id = peer.id;
-        peer.stale_until = None;
-        peer.stale_families.clear();
-        if let Some(conn) = peer.open() {
-            peer.closing = true;
-            self.actions.push_back(Action::Close {
-                conn,
-                cease: Cease::BfdDown,
-                keep_routes: false,
-            });
-        }
-        peer.since = now;
-        self.remove_peer_routes(id, table);
-        self.forget_if_idle(address, table);
-    }
-
-    /// Works out the unreachable gateways again and rewrites every route that has one of
-    /// those that changed.
-    fn refresh_unreachable(&mut self, table: &mut impl RouteTable) {
-        let now: HashSet<IpAddr> = self
-            .peers
-            .values()
-            .filter(|p| {
-                p.watch
-                    .as_ref()
-                    .is_some_and(|w| w.state == Liveness::Unreachable)
-            })
-            .flat_map(|p| p.gateways.iter().copied().chain([p.address]))
-            .collect();
-        let changed: HashSet<IpAddr> = now
-            .symmetric_difference(&self.unreachable)
-            .copied()
-            .collect();
-        if changed.is_empty() {
-            return;
-        }
-        self.unreachable = now;
-        let touched = |hops: &[NextHop]| hops.iter().any(|h| changed.contains(&h.gateway));
-        let prefixes: BTreeSet<IpNet> = self
-            .rib
-            .installed()
-            .filter(|(_, hops)| touched(hops))
-            .map(|(prefix, _)| prefix)
-            .chain(
-                self.adopted
-                    .iter()
-                    .filter(|(_, hops)| touched(hops))
-                    .map(|(prefix, _)| *prefix),
-            )
-            .collect();
-        for prefix in prefixes {
-            table.write(route_op(prefix, self.kernel_route(&prefix)));
-        }
-    }
-
     // ---- adoption ----------------------------------------------------------------------
 
     /// The adopted next hops of every peer that has sent End-of-RIB for `afi` go: what
@@ -1491,139 +1242,6 @@ impl Core {
             self.rule().write(table, change);
         }
     }
-
-    // ---- the kernel's side ---------------------------------------------------------------
-
-    /// Someone else changed our table: what they changed of ours is put back.
-    fn on_kernel_route(
-        &mut self,
-        now: Instant,
-        prefix: IpNet,
-        found: Vec<NextHop>,
-        table: &mut impl RouteTable,
-    ) {
-        let want = self.kernel_route(&prefix);
-        if *found == *want {
-            return;
-        }
-        self.counters.repairs += 1;
-        // One line per repair, at most 20 a minute (someone fighting us would flood the log).
-        if now.duration_since(self.repair_log.0) >= Duration::from_secs(60) {
-            self.repair_log = (now, 0);
-        }
-        self.repair_log.1 += 1;
-        if self.repair_log.1 <= 20 {
-            tracing::warn!(
-                %prefix, deleted = found.is_empty(), found = ?found.iter().map(|h| h.gateway).collect::<Vec<_>>(),
-                repairs_total = self.counters.repairs,
-                "a route of ours was changed behind our back: putting it back"
-            );
-        }
-        table.write(route_op(prefix, want));
-    }
-
-    fn want_resync(&mut self) {
-        if self.resync == Resync::Idle {
-            self.resync = Resync::Wanted;
-        }
-    }
-
-    fn on_flushed(&mut self, now: Instant, failures: Vec<FibError>) {
-        let failures = real_errors(failures);
-        if self.resync == Resync::Writing {
-            self.resync = Resync::Idle;
-            match failures.first() {
-                None => self.resync_backoff = Duration::ZERO,
-                // Say a bridge lost its addresses: the routes can go back once it has them.
-                Some(first) => {
-                    self.resync_backoff = (self.resync_backoff * 2)
-                        .clamp(Duration::from_secs(1), Duration::from_secs(30));
-                    tracing::warn!(
-                        error = %first, refused = failures.len(), retry_in_s = self.resync_backoff.as_secs(),
-                        "kernel refused routes while resynchronising; trying again later"
-                    );
-                    self.resync_retry = Some(now + self.resync_backoff);
-                }
-            }
-            return;
-        }
-        if let Some(first) = failures.first() {
-            tracing::warn!(error = %first, refused = failures.len(), "kernel refused route changes; resynchronising the table");
-            self.want_resync();
-        }
-    }
-
-    /// Puts the kernel table back in line with what it must hold.
-    fn on_dumped(
-        &mut self,
-        dumped: Result<BTreeMap<IpNet, Vec<NextHop>>, String>,
-        table: &mut impl RouteTable,
-    ) {
-        let kernel = match dumped {
-            Ok(kernel) => kernel,
-            Err(error) => {
-                tracing::warn!(%error, "cannot dump the kernel table");
-                self.resync = Resync::Idle;
-                return;
-            }
-        };
-        let desired = self
-            .kernel_routes()
-            .into_iter()
-            .map(|(prefix, (hops, _))| (prefix, hops.to_vec()));
-        for op in reconcile(desired, kernel) {
-            table.write(op);
-        }
-        self.resync = Resync::Writing;
-    }
-}
-
-/// The table operation that makes the kernel hold `next_hops` for `prefix`.
-fn route_op(prefix: IpNet, next_hops: NextHops) -> FibOp {
-    if next_hops.is_empty() {
-        FibOp::Delete { prefix }
-    } else {
-        FibOp::Replace { prefix, next_hops }
-    }
-}
-
-/// The one rule for what the kernel table must hold for a prefix: the RIB's next hops and
-/// those adopted from a previous run, less the next hops of nodes that do not answer on
-/// their bridge.
-#[derive(Clone, Copy)]
-struct KernelRule<'a> {
-    adopted: &'a Adopted,
-    /// Gateways of the nodes liveness found unreachable.
-    unreachable: &'a HashSet<IpAddr>,
-}
-
-impl KernelRule<'_> {
-    fn route(&self, prefix: &IpNet, rib: &NextHops) -> NextHops {
-        let hops = self.adopted.desired(prefix, rib);
-        if self.unreachable.is_empty()
-            || !hops.iter().any(|h| self.unreachable.contains(&h.gateway))
-        {
-            return hops;
-        }
-        let live: Vec<NextHop> = hops
-            .iter()
-            .filter(|h| !self.unreachable.contains(&h.gateway))
-            .copied()
-            .collect();
-        live.into()
-    }
-
-    /// Writes a RIB result as the rule makes it.
-    fn write(&self, table: &mut impl RouteTable, change: FibChange) {
-        let next_hops = self.route(&change.prefix, &change.next_hops);
-        table.write(route_op(change.prefix, next_hops));
-    }
-}
-
-/// Refusals that matter: deleting what is already gone is the outcome we wanted.
-fn real_errors(mut errors: Vec<FibError>) -> Vec<FibError> {
-    errors.retain(|e| !(matches!(e.op, Some(FibOp::Delete { .. })) && e.errno == libc::ESRCH));
-    errors
 }
 
 fn afi_family(afi: Afi) -> Family {
