@@ -635,6 +635,13 @@ fn run_case(
         }
     }
     std::thread::sleep(Duration::from_secs(1));
+    if who == Who::Bird && std::env::var_os("BENCH_DEBUG").is_some() {
+        let bird = Bird::new(&lab.dir, &format!("bird-{tag}"));
+        for command in [&["show", "bfd", "sessions"][..], &["show", "protocols"]] {
+            let out = sh(&bird.birdc(command)).unwrap_or_else(|e| e);
+            eprintln!("    birdc {}:\n{out}", command.join(" "));
+        }
+    }
 
     let cap = Duration::from_secs(u64::from(options.cap_s));
     if case == Case::Restart {
