@@ -393,6 +393,10 @@ fn announce(lab: &Lab, node: &Node, prefix: &str) -> Result<(), String> {
     .map(drop)
 }
 
+/// Bridge ports made so far: each node's gets a new name (a deleted port's name may linger
+/// while its namespace is torn down).
+static PORTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Node `n` of measurement `tag` on the bridge, `192.0.2.1n` and `2001:db8:1::1n`, with its
 /// gobgpd started.
 fn add_node(lab: &mut Lab, tag: &str, n: u8) -> Result<Node, String> {
@@ -400,7 +404,8 @@ fn add_node(lab: &mut Lab, tag: &str, n: u8) -> Result<Node, String> {
     let k = tag.to_string();
     let node = Node {
         ns: format!("cpbf{id}{k}n{n}"),
-        port: format!("vf{id}{k}{n}").chars().take(15).collect(),
+        // At most 15 characters: "vf", the lab's id (up to 5 digits), "_", a serial.
+        port: format!("vf{id}_{}", PORTS.fetch_add(1, Ordering::Relaxed)),
         v6: format!("2001:db8:1::1{n}"),
         gobgpd: format!("gobgpd-{k}-{n}"),
         toml: format!("node-{k}-{n}.toml"),
@@ -795,7 +800,7 @@ fn summary(case: Case, outcomes: &[Outcome], cap: u32) -> (String, Option<f64>, 
         format!("> {cap} s")
     } else if values.iter().any(|v| v.is_infinite()) {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        format!("{m:.3} s ({min:.3}-> {cap})")
+        format!("{m:.3} s ({min:.3} to > {cap})")
     } else {
         format!("{m:.3} s{}", spread3(&values))
     };
