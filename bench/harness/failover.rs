@@ -412,6 +412,11 @@ fn add_node(lab: &mut Lab, tag: &str, n: u8) -> Result<Node, String> {
     };
     sh(&["ip", "netns", "add", &node.ns])?;
     NAMESPACES.lock().unwrap().push(node.ns.clone());
+    set_up_node(lab, &node, n).inspect_err(|_| remove_node(lab, &node))?;
+    Ok(node)
+}
+
+fn set_up_node(lab: &mut Lab, node: &Node, n: u8) -> Result<(), String> {
     let host = lab.host.clone();
     lab.exec(&node.ns, &["ip", "link", "set", "lo", "up"])?;
     sh(&[
@@ -432,8 +437,7 @@ fn add_node(lab: &mut Lab, tag: &str, n: u8) -> Result<Node, String> {
         lab.exec(&node.ns, &["ip", "addr", "add", &a, "dev", "eth0", "nodad"])?;
     }
     lab.write(&node.toml, &gobgp_toml(&v4, &node.v6))?;
-    start_gobgpd(lab, &node)?;
-    Ok(node)
+    start_gobgpd(lab, node)
 }
 
 fn remove_node(lab: &mut Lab, node: &Node) {
