@@ -194,6 +194,25 @@ impl Lab {
         }
     }
 
+    /// Kills a process started by `spawn` (SIGKILL, which also ends a stopped one) and
+    /// reaps it.
+    pub(crate) fn kill(&mut self, label: &str) {
+        if let Some(i) = self.children.iter().position(|(l, _)| l == label) {
+            let (_, mut child) = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` to a process started by `spawn` (`ip netns exec` execs the program,
+    /// so the child's pid is the program's).
+    pub(crate) fn signal(&self, label: &str, signal: nix::sys::signal::Signal) {
+        if let Some((_, child)) = self.children.iter().find(|(l, _)| l == label) {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
+    }
+
     /// Our table's IPv4 prefixes and the namespace's IPv6 route entries (all tables).
     pub(crate) fn counters(&self) -> (u64, u64) {
         let proc_net = format!("/proc/{}/net", self.anchor);

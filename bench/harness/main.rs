@@ -10,13 +10,16 @@
 //! - memory: each daemon's peak RSS (VmHWM) once it holds the 2N routes.
 //! - many peers: P sessions from one injector (P addresses), each with its own IPv4 and IPv6
 //!   pod CIDR, plus L LoadBalancer IPs announced by all of them (ECMP over P next hops).
+//! - failover (only with `--only failover`): GoBGP nodes with Cilium's timers and a node
+//!   that dies (bridge port deleted, guest hung, bfdd killed) or whose agent restarts; time
+//!   to its next hop leaving the table, or the table's changes (see failover.rs).
 //!
 //! Progress is read from the kernel's own counters (/proc/net/fib_triestat per table,
 //! /proc/net/rt6_stats), never from route dumps, except in the many-peers case, whose few
 //! hundred routes are dumped to count their ECMP legs.
 //!
 //! Modules: `lab` (namespaces, processes, counters), `configs` (what the programs read),
-//! `measure` (the receivers and their figures), `ingest` and `many` (the two cases),
+//! `measure` (the receivers and their figures), `ingest`, `many` and `failover` (the parts),
 //! `loader` (the kernel's limits, run by this binary inside the lab); running programs and
 //! waiting come from tests/common/shell.rs and BIRD's command lines from tests/common/bird.rs,
 //! shared with the tests.
@@ -25,6 +28,7 @@
 #[path = "../../tests/common/bird.rs"]
 mod bird;
 mod configs;
+mod failover;
 mod ingest;
 mod lab;
 mod loader;
@@ -40,6 +44,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::failover::{Case, failover};
 use crate::ingest::ingest;
 use crate::many::many_peers;
 
@@ -71,9 +76,19 @@ struct Cli {
     /// Repeat each measurement, report the median [default: 1]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     runs: Option<u32>,
-    /// Run only the ingest/withdraw/memory part or only the many-peers part
+    /// Run only one part: ingest/withdraw/memory, many peers, or failover (dead nodes);
+    /// failover runs only when asked for
     #[arg(long, value_enum)]
     only: Option<Part>,
+    /// Failover: the cases to run [default: all]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    cases: Vec<Case>,
+    /// Failover: longest wait for a dead node's next hop to leave, in seconds
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=600))]
+    cap_s: u32,
+    /// Failover: the agent-restart case's window, in seconds from the kill
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(4..=600))]
+    window_s: u32,
     /// Keep the lab directory (configs, logs) after the run
     #[arg(long)]
     keep: bool,
@@ -86,6 +101,7 @@ struct Cli {
 enum Part {
     Ingest,
     Many,
+    Failover,
 }
 
 /// What to run, resolved from the command line.
@@ -97,6 +113,10 @@ pub(crate) struct Options {
     pub(crate) daemon: PathBuf,
     pub(crate) ingest: bool,
     pub(crate) many: bool,
+    pub(crate) failover: bool,
+    pub(crate) cases: Vec<Case>,
+    pub(crate) cap_s: u32,
+    pub(crate) window_s: u32,
     pub(crate) keep: bool,
 }
 
@@ -113,8 +133,16 @@ impl From<Cli> for Options {
             lbs: cli.lbs,
             runs: cli.runs.unwrap_or(runs),
             daemon: cli.daemon,
-            ingest: cli.only != Some(Part::Many),
-            many: cli.only != Some(Part::Ingest),
+            ingest: matches!(cli.only, None | Some(Part::Ingest)),
+            many: matches!(cli.only, None | Some(Part::Many)),
+            failover: cli.only == Some(Part::Failover),
+            cases: if cli.cases.is_empty() {
+                Case::ALL.to_vec()
+            } else {
+                cli.cases
+            },
+            cap_s: cli.cap_s,
+            window_s: cli.window_s,
             keep: cli.keep,
         }
     }
@@ -173,6 +201,9 @@ fn run(options: &Options) -> Result<(), String> {
     }
     if options.many {
         report.push_str(&many_peers(options)?);
+    }
+    if options.failover {
+        report.push_str(&failover(options)?);
     }
     println!("\n{machine}\n{report}");
     Ok(())
