@@ -474,7 +474,7 @@ impl Core {
     }
 
     /// Every prefix the kernel table must hold.
-    pub fn prefixes(&self) -> Vec<IpNet> {
+    fn prefixes(&self) -> Vec<IpNet> {
         self.kernel_routes().into_keys().collect()
     }
 
