@@ -285,3 +285,43 @@ fn probing_fifty_nodes_on_a_busy_bridge_never_flaps_a_healthy_node() {
     let log = lab.log("cilium-peer");
     assert!(!log.contains("does not answer"), "{log}");
 }
+
+#[test]
+fn a_hung_node_peering_over_ipv4_is_found_by_arp_and_loses_its_leg_until_it_answers_again() {
+    let Some(mut lab) = lab("hung IPv4 node", &[]) else {
+        return;
+    };
+    lab.start_cilium_peer(&host_config(&lab, &["[::]:179"], "192.0.2.0/24", ""));
+    let mut nodes = Vec::new();
+    for n in 1..=2u8 {
+        let v4 = format!("192.0.2.1{n}");
+        let ns = lab.node(&n.to_string(), &[&format!("{v4}/24")]);
+        lab.start_gobgp(&ns, &GoBgpNode::cilium(&v4, "192.0.2.1", &v4));
+        lab.wait_gobgp_established(&ns);
+        lab.announce(&ns, LB);
+        nodes.push(ns);
+    }
+    wait_for("both ECMP legs", Duration::from_secs(30), || {
+        (legs(&lab, LB).len() == 2).then_some(())
+    });
+    wait_liveness(&lab, "192.0.2.11", "reachable");
+    // The ARP reply's sender MAC, in the bridge's forwarding database, names its port.
+    wait_for("node 1's bridge port", Duration::from_secs(10), || {
+        (peer(&lab.show("peers"), "192.0.2.11")["port"] == port_of(&lab, 1)).then_some(())
+    });
+    let one = &nodes[0];
+    let hung = Instant::now();
+    lab.signal(&format!("gobgpd-{one}"), "STOP");
+    lab.exec(one, &["ip", "link", "set", "eth0", "arp", "off"]);
+    wait_for("node 1's leg to leave", Duration::from_secs(10), || {
+        (legs(&lab, LB) == ["192.0.2.12"]).then_some(())
+    });
+    eprintln!("hung IPv4 node: leg gone after {:?}", hung.elapsed());
+    wait_liveness(&lab, "192.0.2.11", "unreachable");
+    lab.exec(one, &["ip", "link", "set", "eth0", "arp", "on"]);
+    lab.signal(&format!("gobgpd-{one}"), "CONT");
+    wait_for("node 1's leg to return", Duration::from_secs(20), || {
+        (legs(&lab, LB).len() == 2).then_some(())
+    });
+    wait_liveness(&lab, "192.0.2.11", "reachable");
+}

@@ -579,9 +579,8 @@ impl Core {
             .as_ref()
             .is_some_and(|w| w.state == Liveness::Unreachable);
         let transitions = peer.watch.as_ref().map_or(0, |w| w.transitions);
-        // Probes are Neighbor Solicitations: IPv4 nodes are not watched (yet).
         peer.watch = match (group.liveness.enable, link.ifindex) {
-            (true, Some(ifindex)) if address.is_ipv6() => Some(Watch {
+            (true, Some(ifindex)) => Some(Watch {
                 transitions: transitions + u64::from(was_unreachable),
                 ..Watch::new(now, ifindex, &group.liveness)
             }),
