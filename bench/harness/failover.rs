@@ -299,52 +299,6 @@ fn bird_config(log: &Path) -> String {
     )
 }
 
-/// GoBGP as Cilium's embedded speaker (tests/common's `GoBgpNode::cilium`): active only,
-/// hold 90 s, keepalive 30 s, graceful restart 120 s with the N bit, both families.
-fn gobgp_toml(router_id: &str, local: &str) -> String {
-    format!(
-        r#"[global.config]
-  as = {ASN}
-  router-id = "{router_id}"
-  port = -1
-[global.apply-policy.config]
-  import-policy-list = ["allow-local"]
-  default-import-policy = "reject-route"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{HOST_V6}"
-    peer-as = {ASN}
-  [neighbors.transport.config]
-    local-address = "{local}"
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 90
-    keepalive-interval = 30
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 120
-    notification-enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-[[policy-definitions]]
-  name = "allow-local"
-  [[policy-definitions.statements]]
-    [policy-definitions.statements.conditions.bgp-conditions]
-      route-type = "local"
-    [policy-definitions.statements.actions]
-      route-disposition = "accept-route"
-"#
-    )
-}
-
 fn bfdd_config(local: &str) -> String {
     format!(
         "bfd\n peer {HOST_V6} local-address {local}\n  receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n !\n!\n"
@@ -436,7 +390,8 @@ fn set_up_node(lab: &mut Lab, node: &Node, n: u8) -> Result<(), String> {
     for a in [format!("{v4}/24"), format!("{}/64", node.v6)] {
         lab.exec(&node.ns, &["ip", "addr", "add", &a, "dev", "eth0", "nodad"])?;
     }
-    lab.write(&node.toml, &gobgp_toml(&v4, &node.v6))?;
+    let speaker = crate::gobgp::GoBgpNode::cilium(&v4, HOST_V6, &node.v6);
+    lab.write(&node.toml, &speaker.toml())?;
     start_gobgpd(lab, node)
 }
 

@@ -21,14 +21,17 @@
 //! Modules: `lab` (namespaces, processes, counters), `configs` (what the programs read),
 //! `measure` (the receivers and their figures), `ingest`, `many` and `failover` (the parts),
 //! `loader` (the kernel's limits, run by this binary inside the lab); running programs and
-//! waiting come from tests/common/shell.rs and BIRD's command lines from tests/common/bird.rs,
-//! shared with the tests.
+//! waiting come from tests/common/shell.rs, BIRD's command lines from tests/common/bird.rs and
+//! GoBGP's config from tests/common/gobgp.rs, shared with the tests.
 
 #[allow(dead_code)] // `birdc` is the tests'; the bench keeps its injectors' sockets
 #[path = "../../tests/common/bird.rs"]
 mod bird;
 mod configs;
 mod failover;
+#[allow(dead_code)] // the tests' knobs (MD5, GTSM, admin down) the bench does not turn
+#[path = "../../tests/common/gobgp.rs"]
+mod gobgp;
 mod ingest;
 mod lab;
 mod loader;
